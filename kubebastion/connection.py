@@ -1,0 +1,245 @@
+"""The Nornir connection plugin ``fabric``: one verified SSH login per host per run.
+
+Nodes behind the bastion are reached over ``direct-tcpip`` channels of one shared
+connection to the bastion (channels, not a new login per node: the bastion's sshd
+``MaxStartups`` would drop logins at scale). That shared connection is also the bastion's
+own connection, so every host sees exactly one login. Connections are reference counted
+and the bastion's closes last.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import fabric
+import paramiko
+from nornir.core.configuration import Config as NornirConfig
+
+from kubebastion.errors import (
+    AuthenticationError,
+    HostKeyChangedError,
+    SSHError,
+)
+from kubebastion.hostkeys import (
+    AcceptUnknownHostKey,
+    RefuseUnknownHostKey,
+    fingerprint,
+    load_known_hosts,
+)
+from kubebastion.keys import default_key_file, load_private_key
+from kubebastion.ssh_settings import Endpoint, SSHSettings
+
+CONNECTION_NAME = "fabric"
+
+# Lazy: do not read /etc/fabric.yaml or ~/.ssh/config behind the inventory's back.
+_FABRIC_CONFIG = fabric.Config(
+    lazy=True,
+    ssh_config=paramiko.SSHConfig(),
+    overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}},
+)
+
+
+@dataclass
+class _Shared:
+    connection: fabric.Connection | None = None
+    refs: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ConnectionPool:
+    """Open connections keyed by endpoint, shared and reference counted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[Endpoint, _Shared] = {}
+
+    def acquire(
+        self, endpoint: Endpoint, connect: Callable[[], fabric.Connection]
+    ) -> fabric.Connection:
+        with self._lock:
+            entry = self._entries.setdefault(endpoint, _Shared())
+            entry.refs += 1
+        try:
+            with entry.lock:  # one thread connects, the others wait and share
+                if entry.connection is None or not entry.connection.is_connected:
+                    entry.connection = connect()
+                return entry.connection
+        except BaseException:
+            self.release(endpoint)
+            raise
+
+    def release(self, endpoint: Endpoint) -> None:
+        with self._lock:
+            entry = self._entries.get(endpoint)
+            if entry is None:
+                return
+            entry.refs -= 1
+            if entry.refs > 0:
+                return
+            del self._entries[endpoint]
+        if entry.connection is not None:
+            entry.connection.close()
+
+    def open_count(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+POOL = ConnectionPool()
+
+
+def connect(
+    endpoint: Endpoint,
+    settings: SSHSettings,
+    host_name: str,
+    sock: paramiko.Channel | None = None,
+) -> fabric.Connection:
+    """Open one verified connection; every failure becomes an ``SSHError`` naming the host."""
+    key_path = settings.private_key or default_key_file()
+    connect_kwargs: dict[str, Any] = {
+        "look_for_keys": False,
+        "allow_agent": key_path is None,
+        "banner_timeout": settings.banner_timeout,
+        "auth_timeout": settings.auth_timeout,
+        "channel_timeout": settings.connect_timeout,
+    }
+    if key_path is not None:
+        connect_kwargs["pkey"] = load_private_key(key_path)
+    if sock is not None:
+        connect_kwargs["sock"] = sock
+    conn = fabric.Connection(
+        endpoint.hostname,
+        user=endpoint.username,
+        port=endpoint.port,
+        config=_FABRIC_CONFIG,
+        connect_timeout=max(1, round(settings.connect_timeout)),
+        connect_kwargs=connect_kwargs,
+    )
+    policy: paramiko.MissingHostKeyPolicy
+    if settings.accept_unknown_host_keys:
+        policy = AcceptUnknownHostKey()
+    else:
+        policy = RefuseUnknownHostKey(host_name, settings.known_hosts)
+    conn.client.set_missing_host_key_policy(policy)
+    # Shared, read-only parsed known_hosts (Paramiko only looks entries up in it).
+    conn.client._host_keys = load_known_hosts(settings.known_hosts)
+    where = f"{host_name} ({endpoint.username}@{endpoint.hostname}:{endpoint.port})"
+    try:
+        conn.open()
+    except paramiko.BadHostKeyException as exc:
+        raise HostKeyChangedError(
+            f"{where}: HOST KEY CHANGED. known_hosts ({settings.known_hosts}) has "
+            f"{exc.expected_key.get_name()} {fingerprint(exc.expected_key)}, the host "
+            f"presented {exc.key.get_name()} {fingerprint(exc.key)}. Refusing to connect: "
+            "if the host was really reinstalled, verify the new key and update known_hosts."
+        ) from None
+    except paramiko.AuthenticationException as exc:
+        key_desc = str(key_path) if key_path else "ssh-agent keys"
+        raise AuthenticationError(
+            f"{where}: authentication failed for user {endpoint.username!r} with {key_desc} "
+            f"({exc}). Check the user and that the key is in its authorized_keys."
+        ) from None
+    except TimeoutError as exc:
+        raise SSHError(
+            f"{where}: timed out connecting ({settings.connect_timeout:g} s): {exc}"
+        ) from None
+    except paramiko.SSHException as exc:
+        raise SSHError(f"{where}: SSH negotiation failed: {exc}") from None
+    except OSError as exc:
+        raise SSHError(f"{where}: cannot connect: {exc}") from None
+    transport = conn.client.get_transport()
+    if transport is not None:
+        transport.set_keepalive(15)
+    return conn
+
+
+def open_tunnel(
+    gateway: fabric.Connection, gateway_name: str, target: Endpoint, host_name: str,
+    timeout: float,
+) -> paramiko.Channel:
+    """A ``direct-tcpip`` channel from the bastion to ``target``, bounded by ``timeout``."""
+    transport = gateway.client.get_transport()
+    if transport is None or not transport.is_active():
+        raise SSHError(f"{host_name}: connection to jump host {gateway_name} is closed")
+    try:
+        channel: paramiko.Channel = transport.open_channel(
+            "direct-tcpip",
+            dest_addr=(target.hostname, target.port),
+            src_addr=("", 0),
+            timeout=timeout,
+        )
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise SSHError(
+            f"{host_name}: jump host {gateway_name} cannot reach "
+            f"{target.hostname}:{target.port}: {exc or type(exc).__name__}"
+        ) from None
+    return channel
+
+
+class FabricConnection:
+    """Nornir ``ConnectionPlugin`` around ``fabric.Connection`` (see module docstring)."""
+
+    def __init__(self) -> None:
+        self.connection: fabric.Connection | None = None
+        self._endpoint: Endpoint | None = None
+        self._gateway: Endpoint | None = None
+
+    def open(
+        self,
+        hostname: str | None,
+        username: str | None,
+        password: str | None,
+        port: int | None,
+        platform: str | None,
+        extras: dict[str, Any] | None = None,
+        configuration: NornirConfig | None = None,
+    ) -> None:
+        extras = dict(extras or {})
+        gateway_info: dict[str, Any] | None = extras.pop("gateway", None)
+        host_name = str(extras.pop("host_name", hostname))
+        settings = SSHSettings.from_extras(extras)
+        endpoint = Endpoint(str(hostname), int(port or 22), str(username or ""))
+        if gateway_info is None:
+            self.connection = POOL.acquire(
+                endpoint, lambda: connect(endpoint, settings, host_name)
+            )
+            self._endpoint = endpoint
+            return
+        gateway = Endpoint(
+            str(gateway_info["hostname"]),
+            int(gateway_info.get("port") or 22),
+            str(gateway_info.get("username") or username or ""),
+        )
+        gateway_name = str(gateway_info.get("name", gateway.hostname))
+        gateway_conn = POOL.acquire(
+            gateway, lambda: connect(gateway, settings, gateway_name)
+        )
+        self._gateway = gateway
+        try:
+            def via_gateway() -> fabric.Connection:
+                sock = open_tunnel(
+                    gateway_conn, gateway_name, endpoint, host_name, settings.connect_timeout
+                )
+                return connect(endpoint, settings, host_name, sock=sock)
+
+            # Keyed apart from a direct login to the same address.
+            tunneled = Endpoint(f"{endpoint.hostname}@via:{gateway.hostname}",
+                                endpoint.port, endpoint.username)
+            self.connection = POOL.acquire(tunneled, via_gateway)
+            self._endpoint = tunneled
+        except BaseException:
+            POOL.release(gateway)
+            self._gateway = None
+            raise
+
+    def close(self) -> None:
+        if self._endpoint is not None:
+            POOL.release(self._endpoint)
+            self._endpoint = None
+        if self._gateway is not None:
+            POOL.release(self._gateway)
+            self._gateway = None
+        self.connection = None

@@ -1,0 +1,42 @@
+"""Printing for people (rich tables) and programs (JSON). No logic lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from kubebastion.report import CHANGED, FAILED, OK, SKIPPED, HostOutcome
+from kubebastion.secrets import redact
+
+STATUS_STYLE = {OK: "green", CHANGED: "yellow", FAILED: "bold red", SKIPPED: "dim"}
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(redact(json.dumps(document, indent=2, sort_keys=True, default=str)) + "\n")
+
+
+def outcome_table(title: str, rows: Sequence[HostOutcome], columns: Sequence[str]) -> Table:
+    """A table with host, status, the given data columns, then the detail."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("host")
+    table.add_column("status")
+    for column in columns:
+        table.add_column(column)
+    table.add_column("detail", overflow="fold")
+    for row in rows:
+        style = STATUS_STYLE.get(row.status, "")
+        values = [str(row.data.get(c, "")) for c in columns]
+        table.add_row(row.host, f"[{style}]{row.status}[/]", *values, row.detail)
+    return table
+
+
+def failed_hosts(rows: Sequence[HostOutcome]) -> list[str]:
+    return [r.host for r in rows if r.status == FAILED]

@@ -1,0 +1,175 @@
+"""Running commands and writing files on a host, safely.
+
+Command strings are built by the pure ``*_command`` functions (every value quoted with
+``shlex.quote``) and executed through a ``HostShell``. sudo gets its password on stdin
+only (never on the command line) and the command itself runs with stdin from /dev/null,
+so the password can never flow into it when sudo did not need it.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from kubebastion.errors import RemoteCommandError, SudoError
+from kubebastion.secrets import redact, sudo_password
+from kubebastion.shell import CommandResult, HostShell
+
+quote = shlex.quote
+
+
+def sudo_command(command: str, with_password: bool) -> str:
+    """Wrap ``command`` for sudo. ``-k`` makes the password prompt deterministic."""
+    inner = quote(f"exec </dev/null\n{command}")
+    if with_password:
+        return f"sudo -S -k -p '' -- /bin/sh -c {inner}"
+    return f"sudo -n -- /bin/sh -c {inner}"
+
+
+def classify_sudo_failure(stderr: str) -> str | None:
+    """A human explanation when ``stderr`` is sudo refusing, else None."""
+    text = stderr.lower()
+    if "a password is required" in text or "no password was provided" in text:
+        return ("sudo needs a password: set KUBEBASTION_SUDO_PASSWORD "
+                "(or pass --ask-sudo-password)")
+    if "incorrect password" in text or "sorry, try again" in text:
+        return "sudo rejected the password (check KUBEBASTION_SUDO_PASSWORD)"
+    if "is not in the sudoers file" in text or "is not allowed to execute" in text:
+        return "the login user may not use sudo on this host"
+    return None
+
+
+def run(shell: HostShell, command: str, *, sudo: bool = False, check: bool = True,
+        timeout: float | None = None, display: str | None = None) -> CommandResult:
+    """Run ``command``; with ``check``, a failure raises naming host and command.
+
+    ``display`` is how the command is named in errors (e.g. without long data).
+    """
+    stdin: str | None = None
+    if sudo:
+        password = sudo_password()
+        command = sudo_command(command, password is not None)
+        if password is not None:
+            stdin = password.reveal() + "\n"
+    result = shell.run(command, stdin=stdin, timeout=timeout)
+    result = CommandResult(result.exit_code, redact(result.stdout), redact(result.stderr))
+    if sudo and not result.ok:
+        reason = classify_sudo_failure(result.stderr)
+        if reason is not None:
+            raise SudoError(f"{shell.name}: {reason}")
+    if check and not result.ok:
+        raise RemoteCommandError(shell.name, display or _short(command), result.exit_code,
+                                 result.stderr)
+    return result
+
+
+def _short(command: str, limit: int = 200) -> str:
+    command = " ".join(command.split())
+    return command if len(command) <= limit else command[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class FileState:
+    """A remote file's checksum, mode and owner; ``exists`` False when absent."""
+
+    exists: bool
+    sha256: str = ""
+    mode: int = 0
+    owner: str = ""
+    group: str = ""
+
+
+def file_state_command(path: str) -> str:
+    p = quote(path)
+    return (f"if [ -f {p} ]; then sha256sum {p} | cut -d' ' -f1; stat -c '%a %U %G' {p}; "
+            "else echo missing; fi")
+
+
+def parse_file_state(stdout: str) -> FileState:
+    lines = stdout.split()
+    if not lines or lines[0] == "missing":
+        return FileState(exists=False)
+    if len(lines) != 4:
+        raise ValueError(f"unexpected file state output: {stdout!r}")
+    return FileState(True, lines[0], int(lines[1], 8), lines[2], lines[3])
+
+
+def file_state(shell: HostShell, path: str, *, sudo: bool = False) -> FileState:
+    return parse_file_state(run(shell, file_state_command(path), sudo=sudo).stdout)
+
+
+def read_file(shell: HostShell, path: str, *, sudo: bool = False) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    p = quote(path)
+    result = run(shell, f"if [ -f {p} ]; then base64 -w0 {p}; else exit 3; fi",
+                 sudo=sudo, check=False)
+    if result.exit_code == 3:
+        return None
+    if not result.ok:
+        raise RemoteCommandError(shell.name, f"read {path}", result.exit_code, result.stderr)
+    import base64
+
+    return base64.b64decode(result.stdout)
+
+
+def install_command(tmp: str, path: str, mode: int, owner: str | None, group: str | None,
+                    backup_suffix: str | None) -> str:
+    """Copy ``tmp`` beside ``path`` with mode/owner, then rename over it (atomic)."""
+    target = PurePosixPath(path)
+    staged = str(target.parent / f".{target.name}.kubebastion-{_random.token_hex(4)}")
+    owner_args = ""
+    if owner:
+        owner_args += f" -o {quote(owner)}"
+    if group:
+        owner_args += f" -g {quote(group)}"
+    steps = [
+        "set -e",
+        f"mkdir -p {quote(str(target.parent))}",
+    ]
+    if backup_suffix:
+        backup = f"{path}.{backup_suffix}"
+        steps.append(f"if [ -f {quote(path)} ]; then cp -p {quote(path)} {quote(backup)}; fi")
+    steps += [
+        f"install -m {mode:o}{owner_args} {quote(tmp)} {quote(staged)}",
+        f"mv -f {quote(staged)} {quote(path)}",
+        f"rm -f {quote(tmp)}",
+    ]
+    return "\n".join(steps)
+
+
+def backup_suffix(now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    return f"kubebastion-backup-{stamp}"
+
+
+def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
+               owner: str | None = None, group: str | None = None, sudo: bool = False,
+               backup: bool = False, dry_run: bool = False) -> bool:
+    """Make ``path`` hold ``data`` with ``mode``/owner; returns whether anything changed.
+
+    Compares first and writes nothing when all matches. Writes go to a temp file that is
+    renamed over the target, so a reader never sees a partial file. ``backup`` keeps a
+    timestamped copy of a previous, different file.
+    """
+    import hashlib
+
+    state = file_state(shell, path, sudo=sudo)
+    wanted = hashlib.sha256(data).hexdigest()
+    if (state.exists and state.sha256 == wanted and state.mode == mode
+            and (owner is None or state.owner == owner)
+            and (group is None or state.group == group)):
+        return False
+    if dry_run:
+        return True
+    tmp = run(shell, "umask 077 && mktemp /tmp/.kubebastion-upload.XXXXXXXX").stdout.strip()
+    try:
+        shell.put(data, tmp)
+        suffix = backup_suffix() if backup and state.exists and state.sha256 != wanted else None
+        run(shell, install_command(tmp, path, mode, owner, group, suffix), sudo=sudo,
+            display=f"install {path}")
+    finally:
+        run(shell, f"rm -f {quote(tmp)}", check=False)
+    return True

@@ -1,0 +1,109 @@
+"""From a Nornir config file to a ready run: Nornir object, validated cluster, SSH wiring.
+
+Everything here happens before any SSH, so a bad inventory costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from nornir import InitNornir
+from nornir.core import Nornir
+from nornir.core.inventory import ConnectionOptions
+
+from kubebastion.cluster import Cluster, RawHost, build_cluster
+from kubebastion.connection import CONNECTION_NAME
+from kubebastion.errors import ConfigError
+from kubebastion.secrets import install_log_redaction
+from kubebastion.ssh_settings import SSHSettings
+
+_PATH_OPTIONS = ("host_file", "group_file", "defaults_file")
+
+
+@dataclass
+class Run:
+    """What every task needs: the Nornir object and the cluster it describes."""
+
+    nornir: Nornir
+    cluster: Cluster
+    config_path: Path
+
+    def close(self) -> None:
+        self.nornir.close_connections(on_good=True, on_failed=True)
+
+
+def load_config(config_path: Path) -> dict[str, Any]:
+    """Read a Nornir config, resolving its relative paths against the file's folder
+    (Nornir would resolve them against the current directory)."""
+    try:
+        data = yaml.safe_load(config_path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"Nornir config {config_path} does not exist (use --config PATH)"
+                          ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Nornir config {config_path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"Nornir config {config_path} must be a mapping")
+    base = config_path.resolve().parent
+    options = data.setdefault("inventory", {}).setdefault("options", {})
+    for key in _PATH_OPTIONS:
+        if key in options:
+            options[key] = str(base / Path(str(options[key])).expanduser())
+    logging = data.setdefault("logging", {})
+    if logging.get("log_file"):
+        logging["log_file"] = str(base / Path(str(logging["log_file"])).expanduser())
+    return data
+
+
+def raw_hosts(nornir: Nornir) -> list[RawHost]:
+    hosts = []
+    for name, host in nornir.inventory.hosts.items():
+        groups = frozenset(g.name for g in host.extended_groups())
+        hosts.append(RawHost(
+            name=name, hostname=host.hostname, username=host.username, port=host.port,
+            groups=groups, data=dict(host.items()),
+        ))
+    return hosts
+
+
+def build_run(config_path: Path | str = "nornir_config.yaml", *, dry_run: bool = False,
+              num_workers: int | None = None) -> Run:
+    """Init Nornir, validate the cluster and wire SSH (jump host, settings) — no SSH yet."""
+    config_path = Path(config_path)
+    config = load_config(config_path)
+    if num_workers is not None:
+        config.setdefault("runner", {"plugin": "threaded"}).setdefault("options", {})[
+            "num_workers"] = num_workers
+    try:
+        nornir = InitNornir(dry_run=dry_run, **config)
+    except Exception as exc:
+        raise ConfigError(f"cannot load the inventory from {config_path}: {exc}") from None
+    install_log_redaction()
+    cluster = build_cluster(raw_hosts(nornir), dict(nornir.inventory.defaults.data))
+    _wire_connections(nornir, cluster)
+    return Run(nornir=nornir, cluster=cluster, config_path=config_path)
+
+
+def _wire_connections(nornir: Nornir, cluster: Cluster) -> None:
+    """Give each host's fabric extras its name and, behind the bastion, the gateway."""
+    bastion = nornir.inventory.hosts[cluster.bastion.name]
+    for name, host in nornir.inventory.hosts.items():
+        params = host.get_connection_parameters(CONNECTION_NAME)
+        extras = dict(params.extras or {})
+        SSHSettings.from_extras(extras)  # typos in extras fail now, before any SSH
+        extras["host_name"] = name
+        jump = host.get("jump_host")
+        if jump and name != cluster.bastion.name and not cluster.bastion.local:
+            extras["gateway"] = {
+                "name": cluster.bastion.name,
+                "hostname": bastion.hostname,
+                "port": bastion.port or 22,
+                "username": bastion.username,
+            }
+        host.connection_options[CONNECTION_NAME] = ConnectionOptions(
+            hostname=params.hostname, port=params.port, username=params.username,
+            password=None, platform=params.platform, extras=extras,
+        )

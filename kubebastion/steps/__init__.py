@@ -1,0 +1,1 @@
+"""One module per step; each exposes a Nornir task function."""

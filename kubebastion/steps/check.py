@@ -1,0 +1,70 @@
+"""Preflight: can we log in, use sudo and find python3 on every host? One round trip each."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from nornir.core.task import Result, Task
+
+from kubebastion.remote import sudo_command
+from kubebastion.secrets import redact, sudo_password
+from kubebastion.shell import shell_for
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    user: str
+    sudo: bool
+    sudo_detail: str
+    python3: str
+    os_release: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def check_command(sudo_with_password: bool) -> str:
+    """One script printing ``key=value`` lines, so a check costs one exec per host."""
+    sudo = sudo_command("true", sudo_with_password)
+    return "\n".join([
+        'printf "user=%s\\n" "$(id -un)"',
+        'if command -v python3 >/dev/null 2>&1; then '
+        'printf "python3=%s\\n" "$(python3 --version 2>&1)"; else echo "python3="; fi',
+        'if [ -r /etc/os-release ]; then . /etc/os-release; fi',
+        'printf "os=%s\\n" "${PRETTY_NAME:-}"',
+        f'sudo_err=$({sudo} 2>&1 >/dev/null); printf "sudo=%s\\n" "$?"',
+        'printf "sudo_err=%s\\n" "$(printf %s "$sudo_err" | tr "\\n" " ")"',
+    ])
+
+
+def parse_check_output(stdout: str) -> HostFacts:
+    values: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    missing = {"user", "python3", "os", "sudo"} - values.keys()
+    if missing:
+        raise ValueError(f"check output lacks {', '.join(sorted(missing))}: {stdout!r}")
+    sudo_ok = values["sudo"] == "0"
+    return HostFacts(
+        user=values["user"], sudo=sudo_ok,
+        sudo_detail="" if sudo_ok else (values.get("sudo_err") or "sudo failed"),
+        python3=values["python3"], os_release=values["os"],
+    )
+
+
+def check_host(task: Task) -> Result:
+    """Facts about one host; failed when sudo or python3 is missing."""
+    shell = shell_for(task)
+    password = sudo_password()
+    stdin = password.reveal() + "\n" if password else None
+    output = shell.run(check_command(password is not None), stdin=stdin, timeout=60)
+    facts = parse_check_output(redact(output.stdout))
+    problems = []
+    if not facts.sudo:
+        problems.append(f"sudo failed: {facts.sudo_detail}")
+    if not facts.python3:
+        problems.append("python3 is missing (ansible needs it)")
+    return Result(host=task.host, result=facts, changed=False, failed=bool(problems),
+                  diff="; ".join(problems))
