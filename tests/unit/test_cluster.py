@@ -125,7 +125,7 @@ def test_each_rule_reports_its_problem(hosts: list[RawHost], data: dict[str, Any
 
 def test_all_problems_are_reported_at_once() -> None:
     hosts = classic(**{"k8s-w1": host("k8s-w1", "bad;addr", "workers", user="x y")})
-    found = problems(hosts, api_port=0, cluster_name="")
+    found = problems(hosts, api_port=0, cluster_name="", private_cidr="10.0.0.0/24")
     assert len(found) == 4, found
 
 
