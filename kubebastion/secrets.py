@@ -36,11 +36,12 @@ class Secret:
 
 
 def set_sudo_password(value: str | None) -> None:
-    """Set the password for this process (e.g. after an interactive prompt)."""
+    """Set the password for this process (e.g. after an interactive prompt); ``None``
+    forgets it, so the environment is read again next time."""
     global _password, _loaded
     with _lock:
         _password = value or None
-        _loaded = True
+        _loaded = value is not None
         if _password:
             _REDACTOR.add(_password)
 

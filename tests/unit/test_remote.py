@@ -1,0 +1,95 @@
+"""Command builders and parsers of kubebastion.remote and the check step."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kubebastion.remote import (
+    classify_sudo_failure,
+    install_command,
+    parse_file_state,
+    sudo_command,
+)
+from kubebastion.steps.check import check_command, parse_check_output
+
+
+def test_sudo_command_without_password_never_prompts() -> None:
+    assert sudo_command("id -u", with_password=False).startswith("sudo -n -- /bin/sh -c ")
+
+
+def test_sudo_command_with_password_reads_stdin_silently() -> None:
+    command = sudo_command("id -u", with_password=True)
+    assert command.startswith("sudo -S -k -p '' -- /bin/sh -c ")
+
+
+def test_sudo_command_detaches_stdin_from_the_wrapped_command() -> None:
+    # Run the inner shell locally (no sudo): whatever is on stdin must not reach `cat`.
+    inner = shlex.split(sudo_command("cat", with_password=False))[-1]
+    out = subprocess.run(["/bin/sh", "-c", inner], input="secret\n", capture_output=True,
+                         text=True, check=True)
+    assert out.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["a'b", "$(touch canary)", "x; touch canary", "line\nbreak", "`touch canary`",
+     "sp ace"],
+    ids=["quote", "subst", "semicolon", "newline", "backtick", "space"],
+)
+def test_install_command_keeps_hostile_paths_inert(hostile: str, tmp_path: Path) -> None:
+    source = tmp_path / f"src {hostile}"
+    source.write_text("payload")
+    target = tmp_path / "dir" / hostile
+    command = install_command(str(source), str(target), 0o640, None, None, "bak")
+    subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, check=True)
+    assert target.read_text() == "payload"
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert not source.exists()
+    assert not (tmp_path / "canary").exists() and not (tmp_path / "dir" / "canary").exists()
+
+
+@pytest.mark.parametrize(
+    ("stderr", "expected"),
+    [("sudo: a password is required\n", "needs a password"),
+     ("Sorry, try again.\nsudo: no password was provided\n", "needs a password"),
+     ("sudo: 1 incorrect password attempt\n", "rejected the password"),
+     ("kb is not in the sudoers file.\n", "may not use sudo"),
+     ("cp: cannot stat\n", None)],
+    ids=["needs-password", "no-password-on-stdin", "wrong-password", "not-sudoer",
+         "ordinary-failure"],
+)
+def test_classify_sudo_failure(stderr: str, expected: str | None) -> None:
+    reason = classify_sudo_failure(stderr)
+    assert (reason is None) if expected is None else (expected in (reason or ""))
+
+
+def test_parse_file_state() -> None:
+    state = parse_file_state("ab12\n600 root root\n")
+    assert (state.exists, state.sha256, state.mode, state.owner) == (True, "ab12", 0o600, "root")
+    assert parse_file_state("missing\n").exists is False
+    with pytest.raises(ValueError):
+        parse_file_state("garbage line here\n")
+
+
+def test_check_command_runs_locally_and_parses() -> None:
+    # The script is plain sh: run it here (sudo may be absent: then sudo=false).
+    out = subprocess.run(["/bin/sh", "-c", check_command(False)], capture_output=True,
+                         text=True, check=False, stdin=subprocess.DEVNULL)
+    facts = parse_check_output(out.stdout)
+    assert facts.user
+    assert facts.python3.startswith("Python 3")
+
+
+def test_parse_check_output_captured() -> None:
+    captured = ("user=ubuntu\npython3=Python 3.12.3\nos=Ubuntu 24.04.1 LTS\nsudo=1\n"
+                "sudo_err=sudo: a password is required \n")
+    facts = parse_check_output(captured)
+    assert facts.user == "ubuntu" and facts.sudo is False
+    assert "password is required" in facts.sudo_detail
+    assert facts.os_release == "Ubuntu 24.04.1 LTS"
+    with pytest.raises(ValueError, match="lacks"):
+        parse_check_output("user=x\n")
