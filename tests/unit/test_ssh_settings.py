@@ -22,7 +22,7 @@ def test_defaults_verify_host_keys_and_bound_every_wait() -> None:
     assert settings.accept_unknown_host_keys is False
     assert settings.known_hosts == Path("~/.ssh/known_hosts").expanduser()
     assert 0 < settings.connect_timeout <= 30 and 0 < settings.banner_timeout <= 30
-    assert 0 < settings.command_timeout
+    assert settings.command_timeout > 0
 
 
 @pytest.mark.parametrize(
