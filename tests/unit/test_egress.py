@@ -1,0 +1,121 @@
+"""The egress probe's command and parser, and the diagnosis of why a node cannot get out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from kubebastion.cluster import EgressTarget
+from kubebastion.nat import (
+    FORWARDING_OFF,
+    NO_DEFAULT_ROUTE,
+    NO_MASQUERADE,
+    PROBE_SCRIPT,
+    BastionFacts,
+    NodeEgress,
+    Probe,
+    diagnose,
+    egress_probe_command,
+    parse_egress_output,
+)
+
+TARGETS = (EgressTarget("198.19.0.1", 80), EgressTarget("dl.k8s.io", 443))
+GOOD_BASTION = BastionFacts(ip_forward=1, masquerade=True, private_addresses=("198.18.1.1",))
+
+# Captured shapes of the node command's output.
+OK_OUTPUT = """@@kubebastion route
+default via 198.18.1.1 dev eth0 
+@@kubebastion probes
+probe\t198.19.0.1:80\tok
+probe\tdl.k8s.io:443\tok
+"""  # noqa: W291
+FAILED_OUTPUT = """@@kubebastion route
+default via 198.18.1.1 dev eth0 
+@@kubebastion probes
+probe\t198.19.0.1:80\tfail\ttimed out
+probe\tdl.k8s.io:443\tfail\tname does not resolve
+"""  # noqa: W291
+
+
+def node(via: str | None = "198.18.1.1", dev: str | None = "eth0",
+         *results: bool) -> NodeEgress:
+    results = results or (False,)
+    return NodeEgress(via, dev, tuple(Probe(f"t{i}:80", ok, "" if ok else "timed out")
+                                      for i, ok in enumerate(results)))
+
+
+def test_command_probes_every_target_in_one_remote_command() -> None:
+    command = egress_probe_command(TARGETS, 3.0)
+    assert command.count("python3 -c") == 1
+    assert "ip -4 route show default" in command
+    assert command.endswith(" 3 198.19.0.1 80 dl.k8s.io 443; else echo python3-missing; fi")
+
+
+def test_probe_script_is_valid_python_and_handles_no_targets() -> None:
+    compile(PROBE_SCRIPT, "<probe>", "exec")
+    out = subprocess.run([sys.executable, "-c", PROBE_SCRIPT, "1"], capture_output=True,
+                         text=True, check=True, timeout=30)
+    assert out.stdout == ""
+
+
+def test_parse_ok_output() -> None:
+    egress = parse_egress_output(OK_OUTPUT, TARGETS)
+    assert (egress.default_via, egress.default_dev) == ("198.18.1.1", "eth0")
+    assert [p.ok for p in egress.probes] == [True, True]
+    assert egress.as_dict()["reached"] == "2/2"
+    assert diagnose(egress, GOOD_BASTION) is None
+
+
+def test_parse_failures_keep_the_reason() -> None:
+    egress = parse_egress_output(FAILED_OUTPUT, TARGETS)
+    assert [p.error for p in egress.probes] == ["timed out", "name does not resolve"]
+    assert diagnose(egress, GOOD_BASTION) == (
+        "target unreachable: 198.19.0.1:80 (timed out), dl.k8s.io:443 (name does not resolve)")
+
+
+def test_missing_probe_lines_count_as_failures() -> None:
+    egress = parse_egress_output("@@kubebastion route\n@@kubebastion probes\n", TARGETS)
+    assert not egress.has_default_route
+    assert [p.error for p in egress.probes] == ["no probe output"] * 2
+
+
+def test_missing_python3_is_said_plainly() -> None:
+    out = "@@kubebastion route\ndefault via 198.18.1.1 dev eth0\n@@kubebastion probes\n" \
+          "python3-missing\n"
+    assert diagnose(parse_egress_output(out, TARGETS), GOOD_BASTION) == (
+        "cannot probe: python3 is missing on the node")
+
+
+@pytest.mark.parametrize(("egress", "bastion", "expected"), [
+    (node("198.18.1.1", "eth0", True), GOOD_BASTION, None),
+    (node(None, None), GOOD_BASTION, NO_DEFAULT_ROUTE),
+    (node("198.18.1.254", "eth0"), GOOD_BASTION,
+     "default route not via the bastion (198.18.1.254)"),
+    (node(None, "eth0"), GOOD_BASTION, "default route not via the bastion (dev eth0)"),
+    (node(), BastionFacts(0, False, ("198.18.1.1",)), FORWARDING_OFF),
+    (node(), BastionFacts(1, False, ("198.18.1.1",)), NO_MASQUERADE),
+    (node(), GOOD_BASTION, "target unreachable: t0:80 (timed out)"),
+    (node("198.18.1.1", "eth0", True, False), GOOD_BASTION,
+     "target unreachable: t1:80 (timed out)"),
+    (node("198.18.1.1", "eth0", True), BastionFacts(0, False, ()), None),
+    (node(), None, "target unreachable: t0:80 (timed out)"),
+], ids=["ok", "no-default-route", "other-gateway", "device-route", "not-forwarding",
+        "no-masquerade", "target-down", "one-of-two-down",
+        "reachable-without-our-nat-is-ok", "bastion-unknown"])
+def test_diagnosis(egress: NodeEgress, bastion: BastionFacts | None,
+                   expected: str | None) -> None:
+    assert diagnose(egress, bastion) == expected
+
+
+def test_forwarding_off_is_the_lab_before_state_message() -> None:
+    assert FORWARDING_OFF == "bastion does not forward (net.ipv4.ip_forward=0)"
+
+
+def test_inventory_private_address_counts_as_the_bastion() -> None:
+    bastion = BastionFacts(1, True, ())
+    assert diagnose(node("198.18.1.1"), bastion, "198.18.1.1") == (
+        "target unreachable: t0:80 (timed out)")
+    assert diagnose(node("198.18.1.9"), bastion, "198.18.1.1") == (
+        "default route not via the bastion (198.18.1.9)")
