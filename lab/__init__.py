@@ -1,0 +1,46 @@
+"""The built-in lab: real SSH hosts in network namespaces on one Linux machine.
+
+A bastion, control-plane and worker nodes, each a network + mount + UTS namespace
+running a real OpenSSH sshd, a private network behind the bastion, and an emulated
+internet host, all on 198.18.0.0/15. It exists so every kubebastion step that touches
+a host can be tested for real, without VMs or Docker. See DESIGN.md ("The built-in lab").
+
+Public API::
+
+    state = lab.up(name_prefix="kbl", control_planes=1, workers=3)   # -> LabState
+    lab.status()                                                      # -> dict
+    lab.down()
+
+``state.nornir_config`` is ready for ``InitNornir(config_file=...)``.
+"""
+
+from lab.hosts import host_exec, replace_host_key, restart_sshd
+from lab.lifecycle import down, netns_usable, preflight, status, up, write_client_files
+from lab.netns import exec_in
+from lab.network import http_get_from, link_down, link_up, reset_bastion_egress
+from lab.state import DEFAULT_STATE_DIR, HostState, InetServiceState, LabState, load_state
+from lab.topology import LabError, Topology
+
+__all__ = [
+    "DEFAULT_STATE_DIR",
+    "HostState",
+    "InetServiceState",
+    "LabError",
+    "LabState",
+    "Topology",
+    "down",
+    "exec_in",
+    "host_exec",
+    "http_get_from",
+    "link_down",
+    "link_up",
+    "load_state",
+    "netns_usable",
+    "preflight",
+    "replace_host_key",
+    "reset_bastion_egress",
+    "restart_sshd",
+    "status",
+    "up",
+    "write_client_files",
+]

@@ -1,0 +1,196 @@
+"""What a running lab looks like, as recorded in ``state_dir/lab.json``.
+
+``LabState`` is the value ``up`` returns and the thing tests and the invoke tasks use:
+paths to the generated Nornir config, inventory, key and known_hosts, plus per-host
+facts (namespace, addresses, sshd pid, host key fingerprint). lab.json is written last
+during a build, so its presence means "this lab was fully built"; a crash before that
+leaves no lab.json and the next ``up`` rebuilds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from lab.topology import Role, Topology
+
+STATE_VERSION = 1
+DEFAULT_STATE_DIR = Path(__file__).resolve().parent / "state"
+
+
+@dataclass
+class HostState:
+    """One SSH host: where it lives, how to reach it, which sshd serves it."""
+
+    name: str
+    role: Role
+    namespace: str
+    addresses: list[str]
+    ssh_address: str
+    private_address: str
+    ssh_port: int
+    sshd_pid: int
+    host_dir: Path
+    host_key_fingerprint: str
+
+    @property
+    def sshd_log(self) -> Path:
+        """sshd's log (LogLevel VERBOSE): count "Accepted publickey" lines to count logins."""
+        return self.host_dir / "sshd.log"
+
+    @property
+    def sshd_config(self) -> Path:
+        return self.host_dir / "sshd_config"
+
+    @property
+    def host_key(self) -> Path:
+        return self.host_dir / "ssh_host_ed25519_key"
+
+
+@dataclass
+class InetServiceState:
+    """The emulated internet host's HTTP service (answers with the caller's address)."""
+
+    namespace: str
+    address: str
+    port: int
+    pid: int
+
+
+@dataclass
+class LabState:
+    """A built lab. Paths are absolute; hosts are in inventory order (bastion first)."""
+
+    prefix: str
+    user: str
+    control_planes: int
+    workers: int
+    sudo_password_required: bool
+    state_dir: Path
+    operator_iface: str
+    operator_address: str
+    hosts: list[HostState]
+    inet: InetServiceState
+    created_paths: list[str] = field(default_factory=list)
+    version: int = STATE_VERSION
+
+    # Paths derived from state_dir (kept as properties so they cannot disagree).
+    @property
+    def nornir_config(self) -> Path:
+        return self.state_dir / "nornir_config.yaml"
+
+    @property
+    def inventory_dir(self) -> Path:
+        return self.state_dir / "inventory"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.state_dir / "known_hosts"
+
+    @property
+    def private_key(self) -> Path:
+        return self.state_dir / "id_ed25519"
+
+    @property
+    def public_key(self) -> Path:
+        return self.state_dir / "id_ed25519.pub"
+
+    @property
+    def ssh_config(self) -> Path:
+        """OpenSSH client config with Host aliases (bastion, k8s-m0, ...), ProxyJump for nodes."""
+        return self.state_dir / "ssh_config"
+
+    @property
+    def lab_json(self) -> Path:
+        return self.state_dir / "lab.json"
+
+    @property
+    def nornir_log(self) -> Path:
+        return self.state_dir / "nornir.log"
+
+    @property
+    def topology(self) -> Topology:
+        return Topology(self.prefix, self.control_planes, self.workers)
+
+    @property
+    def bastion(self) -> HostState:
+        return self.host("bastion")
+
+    @property
+    def nodes(self) -> list[HostState]:
+        return [h for h in self.hosts if h.role != "bastion"]
+
+    def host(self, name: str) -> HostState:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(f"no lab host {name!r}; hosts: {[h.name for h in self.hosts]}")
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["state_dir"] = str(self.state_dir)
+        for h in data["hosts"]:
+            h["host_dir"] = str(h["host_dir"])
+        data["paths"] = {
+            "nornir_config": str(self.nornir_config),
+            "inventory_dir": str(self.inventory_dir),
+            "known_hosts": str(self.known_hosts),
+            "private_key": str(self.private_key),
+            "ssh_config": str(self.ssh_config),
+        }
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabState:
+        hosts = [HostState(**{**h, "host_dir": Path(h["host_dir"])}) for h in data["hosts"]]
+        return cls(
+            prefix=data["prefix"],
+            user=data["user"],
+            control_planes=int(data["control_planes"]),
+            workers=int(data["workers"]),
+            sudo_password_required=bool(data["sudo_password_required"]),
+            state_dir=Path(data["state_dir"]),
+            operator_iface=data["operator_iface"],
+            operator_address=data["operator_address"],
+            hosts=hosts,
+            inet=InetServiceState(**data["inet"]),
+            created_paths=list(data.get("created_paths", [])),
+            version=int(data.get("version", STATE_VERSION)),
+        )
+
+    def save(self) -> bool:
+        """Write lab.json atomically if its content changed; returns whether it wrote."""
+        text = json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n"
+        return write_if_changed(self.lab_json, text)
+
+
+def load_state(state_dir: Path = DEFAULT_STATE_DIR) -> LabState | None:
+    """The lab recorded in ``state_dir`` (None when there is none or it is unreadable)."""
+    path = Path(state_dir).resolve() / "lab.json"
+    try:
+        data = json.loads(path.read_text())
+        if int(data.get("version", 0)) != STATE_VERSION:
+            return None
+        return LabState.from_json(cast(dict[str, Any], data))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def write_if_changed(path: Path, text: str, mode: int = 0o644) -> bool:
+    """Atomic write that leaves the file (and its mtime) alone when nothing changed."""
+    try:
+        if path.read_text() == text:
+            return False
+    except OSError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return True

@@ -1,0 +1,195 @@
+"""The lab's shape as plain data: names, roles, addresses, interfaces.
+
+Everything here is pure (no root, no subprocess) so the address plan can be unit-tested
+and reasoned about on its own. Every other lab module builds from a :class:`Topology`
+instead of recomputing names, which keeps namespace names, interface names, inventory
+and known_hosts in agreement by construction.
+
+Addresses come only from 198.18.0.0/15 (RFC 2544, reserved for network testing), so a
+lab can never collide with a real network the machine is attached to.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+Role = Literal["bastion", "control_plane", "worker"]
+
+LAB_SPACE = ipaddress.IPv4Network("198.18.0.0/15")
+
+# Operator (root namespace) <-> bastion point-to-point link.
+OPERATOR_ADDRESS = "198.18.0.1"
+BASTION_OPERATOR_ADDRESS = "198.18.0.2"
+OPERATOR_PREFIXLEN = 30
+
+# Private network behind the bastion (a bridge inside the bastion namespace).
+PRIVATE_CIDR = "198.18.1.0/24"
+PRIVATE_PREFIXLEN = 24
+BASTION_PRIVATE_ADDRESS = "198.18.1.1"
+CONTROL_PLANE_BASE = 10  # k8s-m<i> -> 198.18.1.(10+i)
+WORKER_BASE = 100  # k8s-w<i> -> 198.18.1.(100+i)
+MAX_CONTROL_PLANES = WORKER_BASE - CONTROL_PLANE_BASE  # 90: keeps the two ranges apart
+MAX_WORKERS = 254 - WORKER_BASE + 1  # 155: up to 198.18.1.254
+
+# Bastion uplink to the emulated internet.
+UPLINK_PREFIXLEN = 24
+INET_UPLINK_ADDRESS = "198.18.2.1"
+BASTION_UPLINK_ADDRESS = "198.18.2.2"
+
+# The emulated internet host and its HTTP echo-source service.
+INTERNET_HOST_ADDRESS = "198.19.0.1"
+INTERNET_SERVICE_PORT = 80
+
+SSH_PORT = 22
+
+# Interface names inside the namespaces. The only name in the root namespace is
+# "<prefix>-op"; Linux limits interface names to 15 characters.
+BASTION_OPERATOR_IFACE = "op0"
+BASTION_UPLINK_IFACE = "wan0"
+BASTION_BRIDGE_IFACE = "priv0"
+NODE_IFACE = "eth0"
+INET_IFACE = "eth0"
+IFNAMSIZ_MAX = 15
+
+PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,30}$")
+
+
+class LabError(RuntimeError):
+    """A lab operation failed; the message says what and, when known, how to fix it."""
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One SSH host of the lab (bastion or node).
+
+    ``ssh_address`` is what the inventory calls ``hostname``: the bastion's operator-side
+    address, or a node's private address (reached through the bastion).
+    ``uplink_port`` is, for a node, the name of its veth end plugged into the bastion's
+    bridge (inside the bastion namespace).
+    """
+
+    name: str
+    role: Role
+    namespace: str
+    addresses: tuple[str, ...]
+    ssh_address: str
+    private_address: str
+    bridge_port: str | None = None
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The full plan for one lab: derived only from prefix and sizes."""
+
+    prefix: str
+    control_planes: int
+    workers: int
+
+    def __post_init__(self) -> None:
+        validate_sizes(self.prefix, self.control_planes, self.workers)
+
+    @property
+    def operator_iface(self) -> str:
+        """Root-namespace end of the operator<->bastion veth (the lab's only root link)."""
+        return f"{self.prefix}-op"
+
+    @property
+    def inet_namespace(self) -> str:
+        return f"{self.prefix}-inet"
+
+    def namespace(self, host: str) -> str:
+        return f"{self.prefix}-{host}"
+
+    @property
+    def bastion(self) -> HostPlan:
+        return HostPlan(
+            name="bastion",
+            role="bastion",
+            namespace=self.namespace("bastion"),
+            addresses=(BASTION_OPERATOR_ADDRESS, BASTION_PRIVATE_ADDRESS, BASTION_UPLINK_ADDRESS),
+            ssh_address=BASTION_OPERATOR_ADDRESS,
+            private_address=BASTION_PRIVATE_ADDRESS,
+        )
+
+    @property
+    def nodes(self) -> list[HostPlan]:
+        out: list[HostPlan] = []
+        for i in range(self.control_planes):
+            out.append(self._node(f"k8s-m{i}", "control_plane", CONTROL_PLANE_BASE + i))
+        for i in range(self.workers):
+            out.append(self._node(f"k8s-w{i}", "worker", WORKER_BASE + i))
+        return out
+
+    @property
+    def hosts(self) -> list[HostPlan]:
+        """Bastion first, then control planes, then workers (inventory order)."""
+        return [self.bastion, *self.nodes]
+
+    @property
+    def namespaces(self) -> list[str]:
+        return [h.namespace for h in self.hosts] + [self.inet_namespace]
+
+    def _node(self, name: str, role: Role, octet: int) -> HostPlan:
+        address = f"198.18.1.{octet}"
+        return HostPlan(
+            name=name,
+            role=role,
+            namespace=self.namespace(name),
+            addresses=(address,),
+            ssh_address=address,
+            private_address=address,
+            bridge_port=f"p-{name}",
+        )
+
+
+def validate_prefix(prefix: str) -> None:
+    """Reject prefixes that would make bad namespace or interface names.
+
+    Kept short so ``<prefix>-op`` fits in IFNAMSIZ and lowercase-alphanumeric so it is
+    safe to use unquoted in ``ip`` batch lines and to match leftovers by pattern.
+    """
+    if not PREFIX_RE.match(prefix):
+        raise LabError(
+            f"invalid lab name prefix {prefix!r}: use 1-10 characters, a lowercase letter "
+            "followed by lowercase letters or digits"
+        )
+
+
+def validate_user(user: str) -> None:
+    if not USER_RE.match(user) or user == "root":
+        raise LabError(f"invalid lab user name {user!r}: use a lowercase POSIX user name")
+
+
+def validate_sizes(prefix: str, control_planes: int, workers: int) -> None:
+    validate_prefix(prefix)
+    if not 1 <= control_planes <= MAX_CONTROL_PLANES:
+        raise LabError(f"control_planes must be 1..{MAX_CONTROL_PLANES}, got {control_planes}")
+    if not 0 <= workers <= MAX_WORKERS:
+        raise LabError(f"workers must be 0..{MAX_WORKERS}, got {workers}")
+
+
+def namespace_pattern(prefix: str) -> re.Pattern[str]:
+    """Names of every namespace a lab with this prefix may have made (for leftover cleanup).
+
+    Deliberately exact so cleanup never touches someone else's namespaces that merely
+    share the prefix.
+    """
+    validate_prefix(prefix)
+    return re.compile(rf"^{re.escape(prefix)}-(bastion|inet|k8s-[mw][0-9]+)$")
+
+
+def hosts_file(topology: Topology) -> str:
+    """The /etc/hosts every lab host sees: names resolve and sudo finds its own hostname."""
+    lines = [
+        "# kubebastion lab hosts file (bind-mounted over /etc/hosts inside each lab host)",
+        "127.0.0.1\tlocalhost",
+        "::1\tlocalhost ip6-localhost ip6-loopback",
+        f"{BASTION_PRIVATE_ADDRESS}\tbastion",
+    ]
+    lines += [f"{n.private_address}\t{n.name}" for n in topology.nodes]
+    lines.append(f"{INTERNET_HOST_ADDRESS}\tinternet")
+    return "\n".join(lines) + "\n"
