@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from kubebastion.report import CHANGED, FAILED, OK, SKIPPED, HostOutcome
@@ -33,10 +34,18 @@ def outcome_table(title: str, rows: Sequence[HostOutcome], columns: Sequence[str
     table.add_column("detail", overflow="fold")
     for row in rows:
         style = STATUS_STYLE.get(row.status, "")
-        values = [str(row.data.get(c, "")) for c in columns]
-        table.add_row(row.host, f"[{style}]{row.status}[/]", *values, row.detail)
+        values = [escape(str(row.data.get(c, ""))) for c in columns]
+        table.add_row(escape(row.host), f"[{style}]{row.status}[/]", *values,
+                      escape(row.detail))
     return table
 
 
 def failed_hosts(rows: Sequence[HostOutcome]) -> list[str]:
     return [r.host for r in rows if r.status == FAILED]
+
+
+def failure_summary(what: str, rows: Sequence[HostOutcome]) -> str:
+    """One line per failed host, unwrapped: the exit message operators copy from."""
+    lines = [f"{what} failed on {len(failed_hosts(rows))} host(s):"]
+    lines += [f"  {r.host}: {r.detail}" for r in rows if r.status == FAILED]
+    return "\n".join(lines)

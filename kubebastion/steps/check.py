@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 from nornir.core.task import Result, Task
 
-from kubebastion.remote import sudo_command
+from kubebastion.remote import classify_sudo_failure, sudo_command
 from kubebastion.secrets import redact, sudo_password
 from kubebastion.shell import shell_for
 
@@ -63,7 +63,8 @@ def check_host(task: Task) -> Result:
     facts = parse_check_output(redact(output.stdout))
     problems = []
     if not facts.sudo:
-        problems.append(f"sudo failed: {facts.sudo_detail}")
+        reason = classify_sudo_failure(facts.sudo_detail) or facts.sudo_detail
+        problems.append(f"sudo failed: {reason}")
     if not facts.python3:
         problems.append("python3 is missing (ansible needs it)")
     return Result(host=task.host, result=facts, changed=False, failed=bool(problems),
