@@ -38,6 +38,16 @@ BIND_MOUNTS: tuple[tuple[str, str], ...] = (
     ("etc-sysctl.d", "/etc/sysctl.d"),
     ("etc-systemd-system", "/etc/systemd/system"),
     ("hosts", "/etc/hosts"),
+    ("resolv.conf", "/etc/resolv.conf"),
+)
+_FILE_MOUNTS = ("hosts", "resolv.conf")
+# The lab has no DNS server: every name is in /etc/hosts. Pointing the resolver at the
+# host's own loopback makes lookups of unknown names fail at once (port unreachable)
+# instead of timing out on the machine's real nameserver, which no lab host can reach.
+RESOLV_CONF = (
+    "# kubebastion lab: no DNS in the lab, every lab name is in /etc/hosts\n"
+    "nameserver 127.0.0.1\n"
+    "options timeout:1 attempts:1\n"
 )
 # Mount points that must exist on the real filesystem for the bind mounts to work.
 MOUNT_POINT_DIRS = ("/etc/kubernetes", "/etc/kubebastion", "/etc/sysctl.d", "/etc/systemd/system")
@@ -128,12 +138,13 @@ def prepare_host_dir(
     hdir.mkdir(parents=True, exist_ok=True)
     _ensure_owner_mode(hdir, 0, 0, 0o755)
     for sub, _ in BIND_MOUNTS:
-        if sub == "hosts":
+        if sub in _FILE_MOUNTS:
             continue
         p = hdir / sub
         p.mkdir(exist_ok=True)
         _ensure_owner_mode(p, 0, 0, _DIR_MODES.get(sub, 0o755))
     write_if_changed(hdir / "hosts", hosts_text)
+    write_if_changed(hdir / "resolv.conf", RESOLV_CONF)
 
     host_key = hdir / "ssh_host_ed25519_key"
     key_created = not (host_key.exists() and keys.public_path(host_key).exists())

@@ -1,0 +1,91 @@
+"""Shared fixtures for the lab tests (tests/lab/): one real lab per test session.
+
+``lab_env`` (session scope) yields the :class:`lab.LabState` of a small lab
+(prefix ``kbt``: bastion + 1 control plane + 2 workers, user ``kbtlab``,
+passwordless sudo, state in ``lab/state/pytest-kbt/``) and always tears it down at the
+end of the session, failed tests or not. Useful fields:
+
+- ``lab_env.nornir_config`` -> ``InitNornir(config_file=str(...))`` (absolute paths inside)
+- ``lab_env.inventory_dir``, ``lab_env.known_hosts``, ``lab_env.private_key``,
+  ``lab_env.ssh_config`` (``ssh -F`` with host aliases bastion, k8s-m0, k8s-w0, ...)
+- ``lab_env.user``, ``lab_env.bastion`` / ``lab_env.nodes`` / ``lab_env.host(name)``:
+  ``HostState`` with ``namespace``, ``ssh_address``, ``private_address``, ``host_dir``,
+  ``sshd_log``, ``sshd_pid``.
+
+Paths, names, addresses and the user never change during a session. Host keys and sshd
+pids can (tests of the lab itself restart sshds and rebuild): read them fresh with
+``lab.load_state(lab_env.state_dir)`` when it matters. A test that changes the lab
+(NAT on the bastion, a link down, a host key) must undo it, e.g. with
+``lab.reset_bastion_egress(state)``, ``lab.link_up(state, name)`` or ``lab.up(**lab_params)``
+(fixture ``lab_params``), which repairs the lab in place.
+
+The tests are skipped, with the reason, when not root or when network namespaces
+cannot be created here. Only one lab can be up on a machine: a second pytest session
+waits for the first (a machine-wide lock) instead of tearing its lab down.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# The `lab` package lives at the repo root and is not part of the installed distribution.
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import lab  # noqa: E402
+from lab.lock import SESSION_LOCK, held  # noqa: E402
+
+LAB_PARAMS: dict[str, Any] = {
+    "name_prefix": "kbt",
+    "control_planes": 1,
+    "workers": 2,
+    "user": "kbtlab",
+    "state_dir": REPO / "lab" / "state" / "pytest-kbt",
+}
+
+
+def lab_skip_reason() -> str | None:
+    """Why lab tests cannot run here (None: they can)."""
+    if os.geteuid() != 0:
+        return "lab tests need root (network namespaces, sshd, useradd); run as root"
+    why = lab.netns_usable()
+    if why:
+        return f"lab tests need network namespaces: {why}"
+    problems = lab.preflight()
+    if problems:
+        return "lab prerequisites missing: " + "; ".join(problems)
+    return None
+
+
+@pytest.fixture(scope="session")
+def lab_params() -> dict[str, Any]:
+    """The keyword arguments ``lab_env`` passed to ``lab.up`` (call ``lab.up(**lab_params)``
+    to repair the session lab in place after a test changed it)."""
+    return dict(LAB_PARAMS)
+
+
+@pytest.fixture(scope="session")
+def lab_env() -> Iterator[lab.LabState]:
+    """A running lab for the whole session (see the module docstring); torn down at the end."""
+    reason = lab_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with held(SESSION_LOCK, timeout=240):
+        # Leftovers of an interrupted earlier session would otherwise be "repaired".
+        lab.down(LAB_PARAMS["name_prefix"], LAB_PARAMS["user"], LAB_PARAMS["state_dir"])
+        try:
+            state = lab.up(**LAB_PARAMS)
+        except lab.LabError as exc:
+            lab.down(LAB_PARAMS["name_prefix"], LAB_PARAMS["user"], LAB_PARAMS["state_dir"])
+            pytest.fail(f"could not bring the test lab up: {exc}")
+        try:
+            yield state
+        finally:
+            lab.down(LAB_PARAMS["name_prefix"], LAB_PARAMS["user"], LAB_PARAMS["state_dir"])
