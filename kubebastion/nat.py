@@ -309,17 +309,19 @@ def plan_nat(cluster: Cluster, state: BastionState) -> NatPlan:
 
 # --- the difference, as a diff ---------------------------------------------------------------
 
-def _normalized(listing: str | None) -> list[str]:
-    """An nft listing without indentation, blank lines, handles or counters' values, so
-    what we rendered compares equal to what nft prints back."""
-    if not listing:
+def _listing(text: str | None) -> list[str]:
+    """An nft listing's lines without handles or blank lines, indentation kept (for
+    people reading the diff)."""
+    if not text:
         return []
-    out = []
-    for line in listing.splitlines():
-        line = re.sub(r"\s*# handle \d+$", "", line).strip()
-        if line:
-            out.append(line)
-    return out
+    lines = (re.sub(r"\s*# handle \d+$", "", line).rstrip() for line in text.splitlines())
+    return [line for line in lines if line.strip()]
+
+
+def _same_listing(a: str | None, b: str | None) -> bool:
+    """Whether two listings hold the same statements, whitespace aside: what we rendered
+    compares equal to what nft prints back."""
+    return [line.strip() for line in _listing(a)] == [line.strip() for line in _listing(b)]
 
 
 def _unified(old: Sequence[str], new: Sequence[str], old_name: str, new_name: str) -> str:
@@ -347,9 +349,9 @@ def rules_diff(state: BastionState, plan: NatPlan | None) -> str:
     if plan is None and state.ip_forward == 1 and recorded_ip_forward(state) == 0:
         parts.append(_unified(["net.ipv4.ip_forward = 1"], ["net.ipv4.ip_forward = 0"],
                               "live: sysctl", "wanted: sysctl"))
-    wanted_table = _normalized(plan.table) if plan else []
-    if _normalized(state.table) != wanted_table:
-        parts.append(_unified(_normalized(state.table), wanted_table,
+    wanted_table = plan.table if plan else None
+    if not _same_listing(state.table, wanted_table):
+        parts.append(_unified(_listing(state.table), _listing(wanted_table),
                               f"live: nft table ip {NFT_TABLE}",
                               f"wanted: nft table ip {NFT_TABLE}"))
     live_fwd = _forward_lines(state.forward_jump, state.forward_chain)

@@ -230,7 +230,7 @@ def test_first_run_diff_shows_files_sysctl_table_and_forward_jump(
         assert f"+++ {path}" in files
     assert f"+{WANTS_LINK} -> {UNIT_FILE}" in files
     assert "-net.ipv4.ip_forward = 0\n+net.ipv4.ip_forward = 1" in rules
-    assert '+ip saddr 198.18.1.0/24 oifname "wan0" masquerade comment "kubebastion"' in rules
+    assert '+\t\tip saddr 198.18.1.0/24 oifname "wan0" masquerade comment "kubebastion"' in rules
     assert "+-A FORWARD -j KUBEBASTION-FWD" in rules
 
 
@@ -305,3 +305,10 @@ def test_ipv6_private_network_is_refused(fresh: BastionState) -> None:
     cluster = replace(lab_cluster(), private_cidr=ipaddress.ip_network("2001:db8::/64"))
     with pytest.raises(StepError, match="IPv4"):
         plan_nat(cluster, fresh)
+
+
+def test_listing_indented_otherwise_compares_equal(fresh: BastionState) -> None:
+    cluster = lab_cluster()
+    spaced = APPLIED_TABLE.replace("\t", "    ")
+    done = replace(applied(fresh, cluster), table=spaced)
+    assert rules_diff(done, plan_nat(cluster, done)) == ""

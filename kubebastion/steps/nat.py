@@ -1,0 +1,128 @@
+"""Step 1: make the bastion the private network's gateway (IPv4 forwarding + masquerade).
+
+Read the bastion in one command, plan from the inventory, diff, then change only what
+differs: files through ``remote.write_file`` (atomic, idempotent), rules by running the
+same script the boot-time unit runs, so "what `invoke nat` did" and "what a reboot
+restores" cannot drift apart. Bad input (unknown uplink, no nft) fails before any change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nornir.core.task import Result, Task
+
+from kubebastion import remote
+from kubebastion.cluster import Cluster
+from kubebastion.errors import StepError
+from kubebastion.nat import (
+    MANAGED_FILES,
+    UNIT_FILE,
+    BastionState,
+    NatPlan,
+    apply_command,
+    enable_command,
+    files_diff,
+    parse_state,
+    plan_nat,
+    remove_command,
+    rules_diff,
+    state_command,
+)
+from kubebastion.report import HostOutcome, outcomes
+from kubebastion.runtime import Run
+from kubebastion.shell import HostShell, shell_for
+
+
+@dataclass(frozen=True)
+class NatReport:
+    """What configure_nat did, in one sentence, plus the plan's key values."""
+
+    summary: str
+    uplink: str = ""
+    private_cidr: str = ""
+    forward_jump: bool = False
+
+    @classmethod
+    def of(cls, summary: str, plan: NatPlan | None) -> NatReport:
+        if plan is None:
+            return cls(summary)
+        return cls(summary, plan.uplink, plan.private_cidr, plan.forward_jump)
+
+    def as_dict(self) -> dict[str, object]:
+        if not self.uplink:  # a removal: there is no plan to describe
+            return {"summary": self.summary}
+        return {"summary": self.summary, "uplink": self.uplink,
+                "private_cidr": self.private_cidr, "forward_jump": self.forward_jump}
+
+    def __str__(self) -> str:
+        return self.summary
+
+
+def read_state(shell: HostShell) -> BastionState:
+    result = remote.run(shell, state_command(), sudo=True, timeout=60,
+                        display="read the bastion's NAT state")
+    return parse_state(result.stdout)
+
+
+def configure_nat(task: Task, cluster: Cluster, remove: bool = False) -> Result:
+    """Make (or with ``remove``, unmake) the task's host, the bastion, the private
+    network's NAT gateway; honours Nornir's dry-run flag."""
+    if task.host.name != cluster.bastion.name:
+        raise StepError(f"{task.host.name}: configure_nat runs on the bastion "
+                        f"({cluster.bastion.name}) only")
+    shell = shell_for(task)
+    state = read_state(shell)
+    if remove:
+        return _remove(task, shell, state)
+    plan = plan_nat(cluster, state)
+    files = files_diff(state, plan)
+    rules = rules_diff(state, plan)
+    diff = files + rules
+    if not diff:
+        return Result(host=task.host, changed=False, diff="",
+                      result=NatReport.of("no change: NAT already in place", plan))
+    if task.is_dry_run():
+        return Result(host=task.host, changed=True, diff=diff,
+                      result=NatReport.of("dry run: would change (see diff)", plan))
+    for path in MANAGED_FILES:
+        text, mode = plan.files[path]
+        remote.write_file(shell, path, text.encode(), mode=mode, sudo=True)
+    current_unit = state.files.get(UNIT_FILE)
+    if state.wants_link != UNIT_FILE or current_unit is None or (
+            current_unit.content != plan.files[UNIT_FILE][0]):
+        remote.run(shell, enable_command(), sudo=True, display="enable kubebastion-nat")
+    if rules:
+        remote.run(shell, apply_command(), sudo=True, display="apply NAT (nat-up.sh)")
+    left = rules_diff(read_state(shell), plan)
+    if left:
+        raise StepError(f"{task.host.name}: NAT was applied but the live state still "
+                        f"differs from the wanted one:\n{left}")
+    return Result(host=task.host, changed=True, diff=diff,
+                  result=NatReport.of("changed: NAT configured", plan))
+
+
+def _remove(task: Task, shell: HostShell, state: BastionState) -> Result:
+    diff = files_diff(state, None) + rules_diff(state, None)
+    if not diff:
+        return Result(host=task.host, changed=False, diff="",
+                      result=NatReport.of("no change: no kubebastion NAT to remove", None))
+    if task.is_dry_run():
+        return Result(host=task.host, changed=True, diff=diff,
+                      result=NatReport.of("dry run: would remove (see diff)", None))
+    remote.run(shell, remove_command(state), sudo=True, display="remove kubebastion NAT")
+    after = read_state(shell)
+    left = files_diff(after, None) + rules_diff(after, None)
+    if left:
+        raise StepError(f"{task.host.name}: kubebastion's NAT was removed but some of it "
+                        f"is still there:\n{left}")
+    return Result(host=task.host, changed=True, diff=diff,
+                  result=NatReport.of("changed: kubebastion NAT removed", None))
+
+
+def run_nat(run: Run, *, remove: bool = False) -> list[HostOutcome]:
+    """configure_nat on the bastion of ``run`` (dry run if ``run`` was built dry)."""
+    name = run.cluster.bastion.name
+    bastion = run.nornir.filter(filter_func=lambda host: host.name == name)
+    results = bastion.run(task=configure_nat, name="nat", cluster=run.cluster, remove=remove)
+    return outcomes(results)

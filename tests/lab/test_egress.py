@@ -1,0 +1,156 @@
+"""The egress check against the lab, for real: before NAT every node fails with the
+bastion-does-not-forward diagnosis; after `invoke nat` every node reaches the inet service,
+which sees the bastion's uplink address; each other diagnosis is provoked for real.
+
+The lab is shared with other modules: this one starts by removing kubebastion's NAT (and
+checks the lab's "before" state) and ends by removing it again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import lab
+from kubebastion.nat import FORWARDING_OFF, NO_DEFAULT_ROUTE, NO_MASQUERADE
+from kubebastion.report import FAILED, OK, HostOutcome
+from kubebastion.runtime import build_run
+from kubebastion.steps.egress import run_egress_check
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+INVOKE = str(Path(sys.executable).with_name("invoke"))
+INET_URL = "http://198.19.0.1:80/"
+UPLINK_ADDRESS = "198.18.2.2"
+
+
+def invoke(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KUBEBASTION_SUDO_PASSWORD"}
+    env["COLUMNS"] = "200"  # rich folds tables to the terminal's width
+    return subprocess.run([INVOKE, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def egress(state: lab.LabState) -> dict[str, HostOutcome]:
+    run = build_run(state.nornir_config)
+    try:
+        return {row.host: row for row in run_egress_check(run)}
+    finally:
+        run.close()
+
+
+def node_rows(rows: dict[str, HostOutcome], state: lab.LabState) -> list[HostOutcome]:
+    return [rows[node.name] for node in state.nodes]
+
+
+@pytest.fixture(scope="module")
+def lab_clean(lab_env: lab.LabState) -> Iterator[lab.LabState]:
+    result = invoke("nat", "--remove", "--config", str(lab_env.nornir_config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    yield lab_env
+    result = invoke("nat", "--remove", "--config", str(lab_env.nornir_config))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_before_nat_every_node_fails_because_the_bastion_does_not_forward(
+    lab_clean: lab.LabState,
+) -> None:
+    rows = egress(lab_clean)
+    bastion = rows["bastion"]
+    assert bastion.status == OK
+    assert bastion.data["ip_forward"] == 0 and bastion.data["masquerade"] is False
+    assert bastion.data["private_address"] == "198.18.1.1"
+    for row in node_rows(rows, lab_clean):
+        assert (row.status, row.detail) == (FAILED, FORWARDING_OFF), row
+        assert row.data["gateway"] == "198.18.1.1"
+        assert row.data["reached"] == "0/1"
+
+
+def test_invoke_check_egress_fails_with_the_diagnosis_and_a_hint(lab_clean: lab.LabState) -> None:
+    result = invoke("check", "--egress", "--config", str(lab_clean.nornir_config))
+    assert result.returncode == 1
+    assert FORWARDING_OFF in result.stdout
+    assert "hint: `invoke nat`" in result.stdout
+    for node in lab_clean.nodes:
+        assert f"{node.name}: {FORWARDING_OFF}" in result.stderr
+    machine = invoke("check", "--egress", "--json", "--config", str(lab_clean.nornir_config))
+    rows = {r["host"]: r for r in json.loads(machine.stdout)["egress"]}
+    assert {rows[n.name]["detail"] for n in lab_clean.nodes} == {FORWARDING_OFF}
+
+
+def test_forwarding_without_masquerade_is_diagnosed(lab_clean: lab.LabState) -> None:
+    ns = lab_clean.bastion.namespace
+    lab.exec_in(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], check=True)
+    try:
+        rows = egress(lab_clean)
+    finally:
+        lab.exec_in(ns, ["sysctl", "-q", "-w", "net.ipv4.ip_forward=0"], check=True)
+    assert rows["bastion"].data["ip_forward"] == 1
+    for row in node_rows(rows, lab_clean):
+        assert (row.status, row.detail) == (FAILED, NO_MASQUERADE), row
+
+
+def test_after_nat_every_node_reaches_the_inet_service_as_the_uplink_address(
+    lab_clean: lab.LabState,
+) -> None:
+    result = invoke("nat", "--config", str(lab_clean.nornir_config))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = egress(lab_clean)
+    assert rows["bastion"].data["masquerade"] is True
+    for row in node_rows(rows, lab_clean):
+        assert row.status == OK, row
+        assert row.data["reached"] == "1/1"
+    for node in lab_clean.nodes:
+        seen = lab.http_get_from(node.namespace, INET_URL)
+        assert seen.returncode == 0, seen.stderr
+        assert UPLINK_ADDRESS in seen.stdout and node.private_address not in seen.stdout
+    cli = invoke("check", "--egress", "--json", "--config", str(lab_clean.nornir_config))
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+
+
+def test_node_without_default_route_is_diagnosed(lab_clean: lab.LabState) -> None:
+    node = lab_clean.nodes[-1]
+    lab.exec_in(node.namespace, ["ip", "route", "del", "default"], check=True)
+    try:
+        row = egress(lab_clean)[node.name]
+    finally:
+        lab.exec_in(
+            node.namespace, ["ip", "route", "add", "default", "via", "198.18.1.1"], check=True
+        )
+    assert (row.status, row.detail) == (FAILED, NO_DEFAULT_ROUTE)
+
+
+def test_node_routing_elsewhere_is_diagnosed(lab_clean: lab.LabState) -> None:
+    node = lab_clean.nodes[0]
+    lab.exec_in(
+        node.namespace, ["ip", "route", "replace", "default", "via", "198.18.1.254"], check=True
+    )
+    try:
+        rows = egress(lab_clean)
+    finally:
+        lab.exec_in(
+            node.namespace, ["ip", "route", "replace", "default", "via", "198.18.1.1"], check=True
+        )
+    row = rows[node.name]
+    assert (row.status, row.detail) == (FAILED, "default route not via the bastion (198.18.1.254)")
+    others = [r for r in node_rows(rows, lab_clean) if r.host != node.name]
+    assert all(r.status == OK for r in others)
+
+
+def test_unreachable_target_is_diagnosed(lab_clean: lab.LabState) -> None:
+    lab.link_down(lab_clean, "inet")
+    try:
+        rows = egress(lab_clean)
+    finally:
+        lab.link_up(lab_clean, "inet")
+    for row in node_rows(rows, lab_clean):
+        assert row.status == FAILED
+        assert row.detail.startswith("target unreachable: 198.19.0.1:80"), row
+    assert all(r.status == OK for r in node_rows(egress(lab_clean), lab_clean))
