@@ -16,13 +16,24 @@ from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
+from rich.markup import escape
 
 from kubebastion import secrets
-from kubebastion.console import console, err_console, failed_hosts, outcome_table, print_json
+from kubebastion.console import (
+    console,
+    err_console,
+    failed_hosts,
+    failure_summary,
+    outcome_table,
+    print_json,
+)
 from kubebastion.errors import ConfigError, InventoryError, KubeBastionError
-from kubebastion.report import outcomes
+from kubebastion.nat import FORWARDING_OFF, NO_MASQUERADE
+from kubebastion.report import FAILED, HostOutcome, outcomes
 from kubebastion.runtime import build_run
 from kubebastion.steps.check import check_host
+from kubebastion.steps.egress import run_egress_check
+from kubebastion.steps.nat import run_nat
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_CONFIG = "nornir_config.yaml"
@@ -49,24 +60,71 @@ def _password_prompt(ask_sudo_password: bool) -> None:
 
 
 @task(help={"config": "Nornir config file", "json": "machine-readable output",
-            "ask_sudo_password": "prompt for the sudo password"})
+            "ask_sudo_password": "prompt for the sudo password",
+            "egress": "also check that every node reaches the egress targets"})
 @exits_cleanly
 def check(c: Context, config: str = DEFAULT_CONFIG, json: bool = False,
-          ask_sudo_password: bool = False) -> None:
+          ask_sudo_password: bool = False, egress: bool = False) -> None:
     """Reach every host (nodes through the bastion): login, sudo, python3, OS."""
     _password_prompt(ask_sudo_password)
     run = build_run(config)
     try:
         rows = outcomes(run.nornir.run(task=check_host, name="check"))
+        egress_rows = run_egress_check(run) if egress else []
+    finally:
+        run.close()
+    if json:
+        document = {"hosts": [r.as_dict() for r in rows]}
+        if egress:
+            document["egress"] = [r.as_dict() for r in egress_rows]
+        print_json(document)
+    else:
+        console.print(outcome_table("check", rows, ["user", "sudo", "python3", "os_release"]))
+        if egress:
+            console.print(outcome_table("egress", _escaped(egress_rows), [
+                "gateway", "reached", "ip_forward", "masquerade", "private_address"]))
+            if any(r.detail in (FORWARDING_OFF, NO_MASQUERADE) for r in egress_rows):
+                console.print("hint: `invoke nat` makes the bastion forward and masquerade")
+    failed = failed_hosts(rows) + [f"{h} (egress)" for h in failed_hosts(egress_rows)]
+    if failed:
+        raise Exit(f"check failed on: {', '.join(failed)}", 1)
+
+
+def _escaped(rows: list[HostOutcome], detail_key: str | None = None) -> list[HostOutcome]:
+    """Rows safe for a rich table (diffs and errors hold brackets rich would eat);
+    ``detail_key`` shows that data field instead of the diff on hosts that did not fail."""
+    safe = []
+    for row in rows:
+        detail = row.detail
+        if detail_key and row.status != FAILED:
+            detail = str(row.data.get(detail_key, ""))
+        safe.append(HostOutcome(row.host, row.status, escape(detail), row.data))
+    return safe
+
+
+@task(help={"config": "Nornir config file", "dry_run": "show the diff, change nothing",
+            "remove": "undo exactly what nat added", "json": "machine-readable output",
+            "ask_sudo_password": "prompt for the sudo password"})
+@exits_cleanly
+def nat(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False, remove: bool = False,
+        json: bool = False, ask_sudo_password: bool = False) -> None:
+    """Make the bastion the private network's gateway: forwarding and masquerade, at boot too."""
+    _password_prompt(ask_sudo_password)
+    run = build_run(config, dry_run=dry_run)
+    try:
+        rows = run_nat(run, remove=remove)
     finally:
         run.close()
     if json:
         print_json({"hosts": [r.as_dict() for r in rows]})
     else:
-        console.print(outcome_table("check", rows, ["user", "sudo", "python3", "os_release"]))
-    failed = failed_hosts(rows)
-    if failed:
-        raise Exit(f"check failed on: {', '.join(failed)}", 1)
+        console.print(outcome_table("nat", _escaped(rows, "summary"),
+                                    ["uplink", "private_cidr", "forward_jump"]))
+        for row in rows:
+            if row.status != FAILED and row.detail:
+                console.print(row.detail, markup=False, highlight=False, soft_wrap=True)
+    if failed_hosts(rows):
+        raise Exit(failure_summary("nat", rows), 1)
 
 
 # --- the built-in lab ------------------------------------------------------------------
@@ -107,7 +165,7 @@ def lab_status(c: Context, json: bool = False) -> None:
 
 
 def _collection() -> Collection:
-    root = Collection(check)
+    root = Collection(check, nat)
     lab_tasks = Collection("lab")
     lab_tasks.add_task(lab_up, "up")
     lab_tasks.add_task(lab_down, "down")

@@ -79,7 +79,7 @@ def test_invoke_check_egress_fails_with_the_diagnosis_and_a_hint(lab_clean: lab.
     assert FORWARDING_OFF in result.stdout
     assert "hint: `invoke nat`" in result.stdout
     for node in lab_clean.nodes:
-        assert f"{node.name}: {FORWARDING_OFF}" in result.stderr
+        assert node.name in result.stderr  # the exit message names every failed node
     machine = invoke("check", "--egress", "--json", "--config", str(lab_clean.nornir_config))
     rows = {r["host"]: r for r in json.loads(machine.stdout)["egress"]}
     assert {rows[n.name]["detail"] for n in lab_clean.nodes} == {FORWARDING_OFF}
