@@ -107,6 +107,14 @@ def password_matches(user: str, sudo_password: str | None) -> bool:
     return _crypt(sudo_password, field) == field
 
 
+def validate_sudo_password(sudo_password: str | None) -> None:
+    """chpasswd's "user:password" line format cannot carry these; refuse before building."""
+    if sudo_password is not None and (
+        not sudo_password or ":" in sudo_password or "\n" in sudo_password
+    ):
+        raise LabError("the sudo password must be non-empty, without ':' or a newline")
+
+
 def set_password(user: str, sudo_password: str | None) -> bool:
     """Make the password field match; returns whether anything changed."""
     if password_matches(user, sudo_password):
@@ -114,8 +122,7 @@ def set_password(user: str, sudo_password: str | None) -> bool:
     if sudo_password is None:
         run(["usermod", "-p", "*", user])
     else:
-        if ":" in sudo_password or "\n" in sudo_password:
-            raise LabError("the sudo password must not contain ':' or a newline")
+        validate_sudo_password(sudo_password)
         # chpasswd reads "user:password" on stdin: the password never shows in argv.
         run(["chpasswd"], input=f"{user}:{sudo_password}\n")
     return True

@@ -183,6 +183,7 @@ def _up(
         raise LabError("cannot build the lab here: " + "; ".join(problems))
     topology = Topology(name_prefix, control_planes, workers)
     validate_user(user)
+    accounts.validate_sudo_password(sudo_password)
     sd = _resolve_state_dir(state_dir)
     sd.mkdir(parents=True, exist_ok=True)
 
@@ -198,6 +199,13 @@ def _up(
             log.info("lab %s up (checked) in %.2fs", name_prefix, time.monotonic() - started)
             return repaired
         log.info("lab %s is damaged beyond repair: rebuilding", name_prefix)
+    ours = {topology.operator_iface} | ({existing.operator_iface} if existing else set())
+    holder = network.operator_address_holder()
+    if holder is not None and holder not in ours:
+        raise LabError(
+            f"{OPERATOR_ADDRESS} is already on root-namespace interface {holder!r} (another "
+            "lab?). Only one lab can be up at a time: take that one down first"
+        )
     if existing is not None:
         _down(existing.prefix, existing.user, sd)
     _down(name_prefix, user, sd)  # leftovers of a crashed or half-built lab
