@@ -13,8 +13,9 @@ end of the session, failed tests or not. Useful fields:
   ``sshd_log``, ``sshd_pid``.
 
 Paths, names, addresses and the user never change during a session. Host keys and sshd
-pids can (tests of the lab itself restart sshds and rebuild): read them fresh with
-``lab.load_state(lab_env.state_dir)`` when it matters. A test that changes the lab
+pids can (tests of the lab itself restart sshds; the ``lab_destructive`` ones, which
+rebuild and take the lab down and up again, run at the very end of the session): read
+them fresh with ``lab.load_state(lab_env.state_dir)`` when it matters. A test that changes the lab
 (NAT on the bastion, a link down, a host key) must undo it, e.g. with
 ``lab.reset_bastion_egress(state)``, ``lab.link_up(state, name)`` or ``lab.up(**lab_params)``
 (fixture ``lab_params``), which repairs the lab in place.
@@ -49,6 +50,22 @@ LAB_PARAMS: dict[str, Any] = {
     "user": "kbtlab",
     "state_dir": REPO / "lab" / "state" / "pytest-kbt",
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "lab_destructive: rebuilds or removes the shared lab; moved to the end of the session",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run ``lab_destructive`` tests last, so session fixtures of other lab test modules
+    (built on the shared lab) are not wiped by a rebuild halfway through the session."""
+    last = [item for item in items if item.get_closest_marker("lab_destructive")]
+    if last:
+        ids = {id(item) for item in last}
+        items[:] = [item for item in items if id(item) not in ids] + last
 
 
 def lab_skip_reason() -> str | None:

@@ -3,7 +3,8 @@
 The first tests check the address plan and generated files as plain data (no root).
 The ``lab``-marked tests use the session lab from ``lab_env`` (tests/lab/conftest.py) and
 plain OpenSSH clients, ``ip`` and ``curl``; nothing is mocked. Tests that change the lab
-undo their change, and the lifecycle tests (rebuild, down) run last and leave the lab up.
+undo their change; the lifecycle tests that rebuild or take the lab down are marked
+``lab_destructive`` (run at the end of the session) and leave the lab up again.
 """
 
 from __future__ import annotations
@@ -460,6 +461,7 @@ def test_up_repairs_dead_processes_and_downed_links(
 
 
 @lab_test
+@pytest.mark.lab_destructive
 def test_up_rebuilds_a_half_built_lab(
     lab_env: lab.LabState, lab_params: dict[str, Any], client_config: Path
 ) -> None:
@@ -475,6 +477,7 @@ def test_up_rebuilds_a_half_built_lab(
 
 
 @lab_test
+@pytest.mark.lab_destructive
 def test_down_twice_leaves_nothing_then_up_again(
     lab_env: lab.LabState, lab_params: dict[str, Any]
 ) -> None:
