@@ -1,0 +1,1 @@
+../kubespray/roles/lab_cluster/files/apiserver.py

@@ -1,0 +1,386 @@
+#!/usr/bin/python3
+"""Lab stand-in for kube-apiserver (stdlib only).
+
+HTTPS with mandatory client certificates signed by the cluster CA. Serves what kubectl and
+the Kubernetes Python client read about nodes (/version, /api, /apis, /api/v1, nodes as
+NodeList or meta.k8s.io/v1 Table, empty services, a few namespaces) and the lab agent's
+heartbeat: PUT /lab/v1/nodes/<name> with a JSON body (see agent.py). A node is Ready while
+heartbeats arrive, NotReady when none came for --grace-seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import ssl
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+JSON = dict[str, Any]
+VERSION = "v1.32.0"
+NODE_RE_PREFIX = "/api/v1/nodes/"
+HEARTBEAT_PREFIX = "/lab/v1/nodes/"
+NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
+
+
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def human_age(seconds: float) -> str:
+    """Kubernetes' duration.HumanDuration, as in kubectl's AGE column."""
+    s = max(int(seconds), 0)
+    m, h, d = s // 60, s // 3600, s // 86400
+    if s < 120:
+        return f"{s}s"
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    if h < 8:
+        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
+    if h < 48:
+        return f"{h}h"
+    if h < 192:
+        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
+    if d < 730:
+        return f"{d}d"
+    return f"{d // 365}y{d % 365}d" if d < 2920 and d % 365 else f"{d // 365}y"
+
+
+@dataclass
+class NodeRecord:
+    name: str
+    info: JSON
+    created: float = field(default_factory=time.time)
+    last_beat: float = field(default_factory=time.monotonic)
+    ready_since: float = field(default_factory=time.time)
+    version: int = 0
+
+
+class Registry:
+    """Nodes known to this API server, with their last heartbeat."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        self.lock = threading.Lock()
+        self.nodes: dict[str, NodeRecord] = {}
+        self.counter = 0
+
+    def heartbeat(self, name: str, info: JSON) -> bool:
+        """Record a heartbeat; True when the node was not registered before."""
+        with self.lock:
+            self.counter += 1
+            rec = self.nodes.get(name)
+            if rec is None:
+                self.nodes[name] = NodeRecord(name, info, version=self.counter)
+                return True
+            if not self.ready(rec):
+                rec.ready_since = time.time()
+            rec.info, rec.last_beat, rec.version = info, time.monotonic(), self.counter
+            return False
+
+    def ready(self, rec: NodeRecord) -> bool:
+        return time.monotonic() - rec.last_beat <= self.grace
+
+    def get(self, name: str) -> NodeRecord | None:
+        with self.lock:
+            return self.nodes.get(name)
+
+    def all(self) -> list[NodeRecord]:
+        with self.lock:
+            return sorted(self.nodes.values(), key=lambda r: r.name)
+
+    def node(self, rec: NodeRecord) -> JSON:
+        info, ready = rec.info, self.ready(rec)
+        beat = time.time() - (time.monotonic() - rec.last_beat)
+        roles = [r for r in info.get("roles", []) if isinstance(r, str)]
+        labels = {"beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux",
+                  "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": rec.name,
+                  "kubernetes.io/os": "linux"}
+        labels.update({f"node-role.kubernetes.io/{r}": "" for r in roles})
+        version = str(info.get("kubeletVersion", VERSION))
+        addresses = [{"type": "Hostname", "address": rec.name}]
+        if info.get("address"):
+            addresses.insert(0, {"type": "InternalIP", "address": str(info["address"])})
+        condition = {
+            "type": "Ready", "status": "True", "reason": "KubeletReady",
+            "message": "kubelet is posting ready status",
+            "lastHeartbeatTime": rfc3339(beat), "lastTransitionTime": rfc3339(rec.ready_since),
+        } if ready else {
+            "type": "Ready", "status": "Unknown", "reason": "NodeStatusUnknown",
+            "message": "Kubelet stopped posting node status.",
+            "lastHeartbeatTime": rfc3339(beat), "lastTransitionTime": rfc3339(beat + self.grace),
+        }
+        ident = str(uuid.uuid5(uuid.NAMESPACE_DNS, rec.name + ".lab"))
+        return {
+            "kind": "Node", "apiVersion": "v1",
+            "metadata": {"name": rec.name, "uid": ident, "resourceVersion": str(rec.version),
+                         "creationTimestamp": rfc3339(rec.created), "labels": labels},
+            "spec": {},
+            "status": {
+                "conditions": [condition], "addresses": addresses,
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+                "nodeInfo": {
+                    "machineID": ident.replace("-", ""), "systemUUID": ident, "bootID": ident,
+                    "kernelVersion": str(info.get("kernelVersion", "")),
+                    "osImage": str(info.get("osImage", "")),
+                    "containerRuntimeVersion": "lab://0.0.0", "kubeletVersion": version,
+                    "kubeProxyVersion": version, "operatingSystem": "linux",
+                    "architecture": "amd64",
+                },
+            },
+        }
+
+    def node_row(self, rec: NodeRecord, obj: JSON) -> list[str]:
+        roles = sorted(k.split("/", 1)[1] for k in obj["metadata"]["labels"]
+                       if k.startswith("node-role.kubernetes.io/"))
+        st, ips = obj["status"], {a["type"]: a["address"] for a in obj["status"]["addresses"]}
+        return [rec.name, "Ready" if self.ready(rec) else "NotReady",
+                ",".join(roles) or "<none>", human_age(time.time() - rec.created),
+                st["nodeInfo"]["kubeletVersion"], ips.get("InternalIP", "<none>"),
+                ips.get("ExternalIP", "<none>"), st["nodeInfo"]["osImage"],
+                st["nodeInfo"]["kernelVersion"], st["nodeInfo"]["containerRuntimeVersion"]]
+
+
+def column(name: str, priority: int = 0, fmt: str = "") -> JSON:
+    return {"name": name, "type": "string", "format": fmt, "description": name,
+            "priority": priority}
+
+
+NODE_COLUMNS = [column("Name", fmt="name"), column("Status"), column("Roles"), column("Age"),
+                column("Version")] + [column(c, 1) for c in (
+                    "Internal-IP", "External-IP", "OS-Image", "Kernel-Version",
+                    "Container-Runtime")]
+SERVICE_COLUMNS = [column("Name", fmt="name")] + [column(c) for c in (
+    "Type", "Cluster-IP", "External-IP", "Port(s)", "Age")] + [column("Selector", 1)]
+NAMESPACE_COLUMNS = [column("Name", fmt="name"), column("Status"), column("Age")]
+
+
+def resource(name: str, kind: str, namespaced: bool, short: list[str]) -> JSON:
+    return {"name": name, "singularName": kind.lower(), "namespaced": namespaced,
+            "kind": kind, "verbs": ["get", "list"], "shortNames": short}
+
+
+API_V1 = {
+    "kind": "APIResourceList", "groupVersion": "v1",
+    "resources": [resource("namespaces", "Namespace", False, ["ns"]),
+                  resource("nodes", "Node", False, ["no"]),
+                  resource("services", "Service", True, ["svc"])],
+}
+
+
+def status(code: int, reason: str, message: str) -> JSON:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "code": code}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: APIServer
+    protocol_version = "HTTP/1.1"
+    server_version = "lab-apiserver"
+
+    def identity(self) -> tuple[str, list[str]]:
+        """Common name and organizations of the client certificate."""
+        assert isinstance(self.connection, ssl.SSLSocket)
+        cert: dict[str, Any] = dict(self.connection.getpeercert() or {})
+        attrs: list[tuple[str, str]] = [tuple(a) for rdn in cert.get("subject", ()) for a in rdn]
+        cn = next((v for k, v in attrs if k == "commonName"), "")
+        return cn, [v for k, v in attrs if k == "organizationName"]
+
+    def send_json(self, code: int, body: JSON) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not (len(args) > 1 and str(args[1]).startswith("2")):
+            sys.stderr.write(f"{rfc3339(time.time())} {self.address_string()} {format % args}\n")
+
+    def wants_table(self) -> bool:
+        return "as=Table" in self.headers.get("Accept", "")
+
+    def table(self, columns: list[JSON], rows: list[tuple[list[str], JSON]]) -> JSON:
+        include = parse_qs(urlsplit(self.path).query).get("includeObject", ["Metadata"])[0]
+        out_rows = []
+        for cells, obj in rows:
+            row: JSON = {"cells": cells}
+            if include == "Object":
+                row["object"] = obj
+            elif include != "None":
+                row["object"] = {"kind": "PartialObjectMetadata",
+                                 "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+            out_rows.append(row)
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
+                "metadata": {"resourceVersion": str(self.server.registry.counter)},
+                "columnDefinitions": columns, "rows": out_rows}
+
+    def items(self, kind: str, items: list[JSON]) -> JSON:
+        return {"kind": f"{kind}List", "apiVersion": "v1",
+                "metadata": {"resourceVersion": str(self.server.registry.counter)},
+                "items": items}
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        reg, srv = self.server.registry, self.server
+        if path in ("/healthz", "/livez", "/readyz"):
+            data = b"ok"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(data)
+        elif path == "/version":
+            major, _, rest = srv.version.lstrip("v").partition(".")
+            minor = rest.partition(".")[0]
+            self.send_json(200, {"major": major, "minor": minor, "gitVersion": srv.version,
+                                 "gitCommit": "0" * 40, "gitTreeState": "clean",
+                                 "buildDate": "2024-12-11T00:00:00Z", "goVersion": "go1.23.4",
+                                 "compiler": "gc", "platform": "linux/amd64"})
+        elif path == "/api":
+            self.send_json(200, {"kind": "APIVersions", "versions": ["v1"],
+                                 "serverAddressByClientCIDRs": [
+                                     {"clientCIDR": "0.0.0.0/0", "serverAddress": srv.advertise}]})
+        elif path == "/apis":
+            self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []})
+        elif path == "/api/v1":
+            self.send_json(200, API_V1)
+        elif path == "/api/v1/nodes":
+            recs = reg.all()
+            objs = [reg.node(r) for r in recs]
+            if self.wants_table():
+                rows = [(reg.node_row(r, o), o) for r, o in zip(recs, objs, strict=True)]
+                self.send_json(200, self.table(NODE_COLUMNS, rows))
+            else:
+                self.send_json(200, self.items("Node", objs))
+        elif path.startswith(NODE_RE_PREFIX) and "/" not in path[len(NODE_RE_PREFIX):]:
+            name = path[len(NODE_RE_PREFIX):]
+            rec = reg.get(name)
+            if rec is None:
+                self.send_json(404, status(404, "NotFound", f'nodes "{name}" not found'))
+            elif self.wants_table():
+                obj = reg.node(rec)
+                self.send_json(200, self.table(NODE_COLUMNS, [(reg.node_row(rec, obj), obj)]))
+            else:
+                self.send_json(200, reg.node(rec))
+        elif path == "/api/v1/services" or (
+                path.startswith("/api/v1/namespaces/") and path.endswith("/services")):
+            empty: list[tuple[list[str], JSON]] = []
+            self.send_json(200, self.table(SERVICE_COLUMNS, empty) if self.wants_table()
+                           else self.items("Service", []))
+        elif path == "/api/v1/namespaces":
+            objs = [{"kind": "Namespace", "apiVersion": "v1",
+                     "metadata": {"name": n, "creationTimestamp": rfc3339(srv.started)},
+                     "status": {"phase": "Active"}} for n in NAMESPACES]
+            age = human_age(time.time() - srv.started)
+            self.send_json(200, self.table(NAMESPACE_COLUMNS, [
+                ([o["metadata"]["name"], "Active", age], o) for o in objs])
+                if self.wants_table() else self.items("Namespace", objs))
+        else:
+            self.send_json(404, status(404, "NotFound", "the server could not find the "
+                                       "requested resource"))
+
+    def do_PUT(self) -> None:
+        path = urlsplit(self.path).path
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        name = path[len(HEARTBEAT_PREFIX):] if path.startswith(HEARTBEAT_PREFIX) else ""
+        if not name or "/" in name:
+            return self.send_json(404, status(404, "NotFound", f"no such path {path}"))
+        cn, orgs = self.identity()
+        if not (("system:nodes" in orgs and cn == f"system:node:{name}")
+                or "system:masters" in orgs):
+            return self.send_json(403, status(403, "Forbidden",
+                                              f'User "{cn}" cannot update node "{name}"'))
+        try:
+            info = json.loads(body or b"{}")
+            if not isinstance(info, dict):
+                raise ValueError("body must be a JSON object")
+        except ValueError as e:
+            return self.send_json(400, status(400, "BadRequest", str(e)))
+        created = self.server.registry.heartbeat(name, info)
+        if created:
+            sys.stderr.write(f"{rfc3339(time.time())} registered node {name}\n")
+        self.send_json(201 if created else 200,
+                       {"name": name, "registered": created,
+                        "graceSeconds": self.server.registry.grace})
+
+    def do_POST(self) -> None:
+        self.send_json(405, status(405, "MethodNotAllowed", "the lab API server is read-only"))
+
+    do_DELETE = do_PATCH = do_POST
+
+
+class APIServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer doing the TLS handshake in the request thread."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, addr: tuple[str, int], context: ssl.SSLContext, registry: Registry,
+                 advertise: str, version: str) -> None:
+        super().__init__(addr, Handler)
+        self.context, self.registry = context, registry
+        self.advertise, self.version, self.started = advertise, version, time.time()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(30)
+        try:
+            tls = self.context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as e:
+            sys.stderr.write(f"{rfc3339(time.time())} rejected {client_address[0]}: {e}\n")
+            return
+        try:
+            Handler(tls, client_address, self)
+        except OSError:
+            pass
+        finally:
+            tls.close()
+
+
+def tls_context(cert: str, key: str, ca: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_cert_chain(cert, key)
+    ctx.load_verify_locations(cafile=ca)
+    return ctx
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="lab stand-in for kube-apiserver")
+    p.add_argument("--bind", default="0.0.0.0")  # noqa: S104
+    p.add_argument("--port", type=int, default=6443)
+    p.add_argument("--cert", required=True)
+    p.add_argument("--key", required=True)
+    p.add_argument("--ca", required=True)
+    p.add_argument("--grace-seconds", type=float, default=8.0)
+    p.add_argument("--advertise", default="", help="host:port shown in /api")
+    p.add_argument("--version", default=VERSION, help="gitVersion served by /version")
+    p.add_argument("--name", default=socket.gethostname(), help="this control plane's name")
+    a = p.parse_args(argv)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    server = APIServer((a.bind, a.port), tls_context(a.cert, a.key, a.ca),
+                       Registry(a.grace_seconds), a.advertise, a.version)
+    host, port = server.server_address[:2]
+    server.advertise = server.advertise or f"{host!s}:{port}"
+    sys.stderr.write(f"{rfc3339(time.time())} {a.name}: serving on {host!s}:{port}\n")
+    sys.stderr.flush()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

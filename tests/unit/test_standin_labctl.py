@@ -1,0 +1,179 @@
+"""Tests of the stand-in's host helper (labctl.py) and Jinja filters; helpers for the others.
+
+labctl.py runs on the lab hosts with their python3 and python3-cryptography: certificates
+must be reissued exactly when kubespray would (SANs, CA or subject changed) and kept
+otherwise, and `daemon` must start a background process once."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+from cryptography import x509
+
+REPO = Path(__file__).resolve().parents[2]
+KUBESPRAY = REPO / "lab" / "kubespray"
+FILES = KUBESPRAY / "roles" / "lab_cluster" / "files"
+APISERVER = REPO / "lab" / "apiserver" / "apiserver.py"
+AGENT = REPO / "lab" / "apiserver" / "agent.py"
+LABCTL = FILES / "labctl.py"
+HOST_PYTHON = "/usr/bin/python3"
+
+
+def python_with_cryptography() -> str:
+    """The lab hosts' python3 when it has cryptography (as on the hosts), else ours."""
+    probe = subprocess.run([HOST_PYTHON, "-c", "import cryptography"], capture_output=True)
+    return HOST_PYTHON if probe.returncode == 0 else sys.executable
+
+
+def labctl(*args: str, stdin: str | None = None) -> dict[str, object]:
+    proc = subprocess.run(
+        [python_with_cryptography(), str(LABCTL), *args],
+        input=stdin, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, object] = json.loads(proc.stdout)
+    return result
+
+
+def node_cert(pki: Path, name: str, stem: str | None = None) -> None:
+    """Key + CSR in pki, signed with the CA in pki: stem.crt / stem.key (CN system:node:name)."""
+    stem = stem or f"node-{name}"
+    subject = ["--cn", f"system:node:{name}", "--org", "system:nodes"]
+    csr = labctl("csr", "--dir", str(pki), "--name", stem, *subject)["csr"]
+    assert isinstance(csr, str)
+    cert = labctl("sign", "--dir", str(pki), *subject, stdin=csr)["cert"]
+    assert isinstance(cert, str)
+    (pki / f"{stem}.crt").write_text(cert)
+
+
+def make_pki(pki: Path, sans: list[str]) -> None:
+    """CA, API server certificate with sans, admin client certificate."""
+    labctl("ca", "--dir", str(pki))
+    labctl("issue", "--dir", str(pki), "--name", "apiserver", "--cn", "kube-apiserver",
+           "--server", *[f"--san={s}" for s in sans])
+    labctl("issue", "--dir", str(pki), "--name", "admin", "--cn", "kubernetes-admin",
+           "--org", "system:masters")
+
+
+SANS = ["kubernetes", "127.0.0.1", "::1", "10.233.0.1", "198.18.1.10"]
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Path:
+    make_pki(tmp_path, SANS)
+    return tmp_path
+
+
+def sans_of(path: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(v) for v in ext.get_values_for_type(x509.DNSName)} | {
+        str(v) for v in ext.get_values_for_type(x509.IPAddress)}
+
+
+def issue_apiserver(pki: Path, sans: list[str]) -> bool:
+    result = labctl("issue", "--dir", str(pki), "--name", "apiserver", "--cn", "kube-apiserver",
+                    "--server", *[f"--san={s}" for s in sans])
+    return bool(result["changed"])
+
+
+def test_ca_and_certificates_are_kept_when_nothing_changed(pki: Path) -> None:
+    before = {p.name: p.read_bytes() for p in pki.iterdir()}
+    assert labctl("ca", "--dir", str(pki)) == {"changed": False}
+    assert not issue_apiserver(pki, [*reversed(SANS), "0:0:0:0:0:0:0:1"])
+    assert {p.name: p.read_bytes() for p in pki.iterdir()} == before
+    assert sans_of(pki / "apiserver.crt") == set(SANS)
+    assert (pki / "ca.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_certificate_is_reissued_when_sans_or_ca_change(pki: Path) -> None:
+    assert issue_apiserver(pki, [*SANS, "k8s.example.test"])
+    assert "k8s.example.test" in sans_of(pki / "apiserver.crt")
+    (pki / "ca.crt").unlink()
+    assert labctl("ca", "--dir", str(pki))["changed"]
+    assert issue_apiserver(pki, [*SANS, "k8s.example.test"])
+    assert not issue_apiserver(pki, [*SANS, "k8s.example.test"])
+
+
+def test_node_csr_is_only_asked_for_until_a_valid_certificate_exists(pki: Path) -> None:
+    node_cert(pki, "k8s-w0", "node")
+    again = labctl("csr", "--dir", str(pki), "--name", "node", "--cn", "system:node:k8s-w0",
+                   "--org", "system:nodes")
+    assert again == {"changed": False, "csr": None}
+    cert = x509.load_pem_x509_certificate((pki / "node.crt").read_bytes())
+    assert cert.subject.rfc4514_string() == "CN=system:node:k8s-w0,O=system:nodes"
+    renamed = labctl("csr", "--dir", str(pki), "--name", "node", "--cn", "system:node:other",
+                     "--org", "system:nodes")
+    assert renamed["changed"] and isinstance(renamed["csr"], str)
+
+
+def test_kubeconfig_is_yaml_with_embedded_credentials(pki: Path, tmp_path: Path) -> None:
+    out, copy = tmp_path / "admin.conf", tmp_path / "home" / ".kube" / "config"
+    args = ["kubeconfig", "--dir", str(pki), "--server", "https://127.0.0.1:6443",
+            "--out", str(out), "--copy-to", str(copy)]
+    assert labctl(*args)["changed"]
+    assert not labctl(*args)["changed"]
+    kc = yaml.safe_load(out.read_text())
+    assert copy.read_text() == out.read_text()
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert kc["clusters"][0] == {"name": "cluster.local", "cluster": {
+        "server": "https://127.0.0.1:6443",
+        "certificate-authority-data": kc["clusters"][0]["cluster"]["certificate-authority-data"]}}
+    assert kc["current-context"] == "kubernetes-admin@cluster.local"
+    assert kc["users"][0]["name"] == "kubernetes-admin"
+
+
+def test_daemon_starts_once_restarts_on_change_and_stops(tmp_path: Path) -> None:
+    watched, pidfile = tmp_path / "watched", tmp_path / "sleep.pid"
+    watched.write_text("1")
+    args = ["daemon", f"--pidfile={pidfile}", f"--log={tmp_path / 'log'}", f"--watch={watched}",
+            "--", sys.executable, "-c", "import time; time.sleep(120)"]
+    try:
+        first = labctl(*args)
+        assert first["changed"]
+        assert labctl(*args) == {"changed": False, "pid": first["pid"]}
+        assert os.getsid(int(str(first["pid"]))) == first["pid"], "not in a session of its own"
+        watched.write_text("2")
+        second = labctl(*args)
+        assert second["changed"] and second["pid"] != first["pid"]
+        deadline = time.monotonic() + 5
+        while Path(f"/proc/{first['pid']}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stopped = labctl("stop", f"--pidfile={pidfile}")
+    assert stopped == {"changed": True}
+    assert labctl("stop", f"--pidfile={pidfile}") == {"changed": False}
+
+
+def load_filters() -> ModuleType:
+    path = KUBESPRAY / "roles" / "kubespray_defaults" / "filter_plugins" / "lab_net.py"
+    spec = importlib.util.spec_from_file_location("lab_net", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_filters() -> None:
+    f = load_filters().FilterModule().filters()
+    assert f["lab_is_network"]("10.233.0.0/18")
+    assert not f["lab_is_network"]("10.233.0.1/18")
+    assert not f["lab_is_network"]("10.233.0.0")
+    assert f["lab_networks_overlap"]("10.233.64.0/18", "10.233.0.0/16")
+    assert not f["lab_networks_overlap"]("10.233.64.0/18", "10.233.0.0/18")
+    assert f["lab_nth_address"]("10.233.0.0/18", 1) == "10.233.0.1"
+    assert f["lab_url_host"]("fd00::1") == "[fd00::1]"
+    hostvars = {"a": {"ip": "198.18.1.10", "access_ip": "198.18.3.10"},
+                "b": {"ansible_host": "198.18.1.11"}}
+    assert f["lab_node_addresses"](["a", "b"], hostvars) == [
+        {"name": "a", "ip": "198.18.1.10", "access_ip": "198.18.3.10"},
+        {"name": "b", "ip": "198.18.1.11", "access_ip": "198.18.1.11"}]
