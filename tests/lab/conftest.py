@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,10 @@ LAB_PARAMS: dict[str, Any] = {
     "user": "kbtlab",
     "state_dir": REPO / "lab" / "state" / "pytest-kbt",
 }
+
+
+# Waiting for another session must end before pytest-timeout (300 s) kills the first test.
+LOCK_WAIT = 270.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -94,7 +99,11 @@ def lab_env() -> Iterator[lab.LabState]:
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
-    with held(SESSION_LOCK, timeout=240):
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(held(SESSION_LOCK, timeout=LOCK_WAIT))
+        except lab.LabError as exc:
+            pytest.fail(f"another test session holds the lab too long ({exc}); run again later")
         # Leftovers of an interrupted earlier session would otherwise be "repaired".
         lab.down(LAB_PARAMS["name_prefix"], LAB_PARAMS["user"], LAB_PARAMS["state_dir"])
         try:
