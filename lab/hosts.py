@@ -240,14 +240,36 @@ def _log_tail(hdir: Path) -> str:
 
 def sshd_running(host: HostState) -> bool:
     """Live sshd, in the right namespace, started with this host's config (guards pid reuse)."""
-    if not pid_in_namespace(host.sshd_pid, host.namespace):
+    return _is_our_sshd(host.sshd_pid, host.namespace, host.sshd_config)
+
+
+def _is_our_sshd(pid: int, namespace: str, config: Path) -> bool:
+    if not pid_in_namespace(pid, namespace):
         return False
     try:
-        cmdline = Path(f"/proc/{host.sshd_pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     # sshd rewrites its process title ("sshd: /usr/sbin/sshd -f CFG ... [listener] ...").
-    return str(host.sshd_config).encode() in cmdline
+    return str(config).encode() in cmdline
+
+
+def adopt_running_sshd(host: HostState) -> bool:
+    """Point ``host.sshd_pid`` at the sshd its PidFile names, if that one is ours and alive.
+
+    lab.json can hold a stale pid (e.g. saved from an old LabState object) while the
+    real sshd runs fine; starting a second one would only fail to bind.
+    """
+    if sshd_running(host):
+        return True
+    try:
+        pid = int((host.host_dir / "sshd.pid").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if _is_our_sshd(pid, host.namespace, host.sshd_config):
+        host.sshd_pid = pid
+        return True
+    return False
 
 
 def stop_sshd(host: HostState, timeout: float = 5.0) -> None:
@@ -267,6 +289,7 @@ def restart_sshd(state: LabState, name: str) -> HostState:
     """Restart one host's sshd (rereads config and host key); records the new pid."""
     host = state.host(name)
     plan = next(p for p in state.topology.hosts if p.name == name)
+    adopt_running_sshd(host)
     stop_sshd(host)
     host.sshd_pid = wait_sshd(plan, host.host_dir, spawn_sshd(plan, host.host_dir))
     host.host_key_fingerprint = keys.fingerprint(keys.read_public(host.host_key))
@@ -307,7 +330,7 @@ def host_exec(
     the host's private /etc/sysctl.d, /home, hostname, ... unlike :func:`lab.netns.exec_in`.
     """
     host = state.host(name)
-    if not sshd_running(host):
+    if not adopt_running_sshd(host):
         raise LabError(f"sshd of lab host {name} is not running; run `python -m lab up`")
     return run(
         ["nsenter", "-t", str(host.sshd_pid), "-n", "-m", "-u", "--", *argv],

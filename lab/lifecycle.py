@@ -290,7 +290,7 @@ def _check_and_repair(state: LabState, sudo_password: str | None) -> LabState | 
             state.state_dir, plan, state.user, uid, gid, operator_pub, hosts_text
         )
         stale = files.sshd_config_changed or files.host_key_created
-        if stale or not hosts.sshd_running(state.host(plan.name)):
+        if not hosts.adopt_running_sshd(state.host(plan.name)) or stale:
             restart.append(plan.name)
 
     down_links = network.bastion_links_down(topo)
@@ -299,7 +299,7 @@ def _check_and_repair(state: LabState, sudo_password: str | None) -> LabState | 
         log.info("repair: bringing %s up in %s", ifname, ns)
         run(["ip", "-n", ns, "link", "set", "dev", ifname, "up"])
 
-    if not network.inet_service_running(state.inet):
+    if not network.adopt_inet_service(state.inet, state.state_dir):
         log.info("repair: restarting the inet service")
         network.stop_inet_service(state.inet)
         state.inet = network.start_inet_service(topo, state.state_dir)
@@ -439,7 +439,7 @@ def status(name_prefix: str = "kbl", state_dir: Path = DEFAULT_STATE_DIR) -> dic
     hosts_out = []
     for h in state.hosts:
         ns_ok = h.namespace in present
-        running = ns_ok and hosts.sshd_running(h)
+        running = ns_ok and hosts.adopt_running_sshd(h)
         if not ns_ok:
             problems.append(f"namespace {h.namespace} missing")
         elif not running:
@@ -456,7 +456,7 @@ def status(name_prefix: str = "kbl", state_dir: Path = DEFAULT_STATE_DIR) -> dic
                 "host_key_fingerprint": h.host_key_fingerprint,
             }
         )
-    inet_ok = state.inet.namespace in present and network.inet_service_running(state.inet)
+    inet_ok = state.inet.namespace in present and network.adopt_inet_service(state.inet, sd)
     if not inet_ok:
         problems.append("inet service not running")
     link_ok = network.root_link_ok(topo)

@@ -264,13 +264,31 @@ def start_inet_service(topology: Topology, state_dir: Path) -> InetServiceState:
 
 
 def inet_service_running(inet: InetServiceState) -> bool:
-    if not pid_in_namespace(inet.pid, inet.namespace):
+    return _is_inet_service(inet.pid, inet.namespace)
+
+
+def _is_inet_service(pid: int, namespace: str) -> bool:
+    if not pid_in_namespace(pid, namespace):
         return False
     try:
-        cmdline = Path(f"/proc/{inet.pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
     return str(INET_SCRIPT).encode() in cmdline
+
+
+def adopt_inet_service(inet: InetServiceState, state_dir: Path) -> bool:
+    """Like :func:`lab.hosts.adopt_running_sshd`: trust the service's pid file over a stale pid."""
+    if inet_service_running(inet):
+        return True
+    try:
+        pid = int((state_dir / "inet" / "service.pid").read_text().strip())
+    except (OSError, ValueError):
+        return False
+    if _is_inet_service(pid, inet.namespace):
+        inet.pid = pid
+        return True
+    return False
 
 
 def stop_inet_service(inet: InetServiceState) -> None:

@@ -53,8 +53,9 @@ LAB_PARAMS: dict[str, Any] = {
 }
 
 
-# Waiting for another session must end before pytest-timeout (300 s) kills the first test.
-LOCK_WAIT = 270.0
+# Waiting for another session must end before pytest-timeout (300 s) kills the first test;
+# with `--timeout 0` a longer wait can be asked for through the environment.
+LOCK_WAIT = float(os.environ.get("KUBEBASTION_LAB_LOCK_WAIT", "270"))
 
 
 def pytest_configure(config: pytest.Config) -> None:

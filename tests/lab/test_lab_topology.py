@@ -448,12 +448,15 @@ def test_up_repairs_dead_processes_and_downed_links(
 ) -> None:
     state = current(lab_env)
     victim = state.host("k8s-w1")
+    m0_pid = state.host("k8s-m0").sshd_pid
     os.kill(victim.sshd_pid, signal.SIGKILL)
     os.kill(state.inet.pid, signal.SIGKILL)
     lab.link_down(state, "k8s-w0")
+    state.host("k8s-m0").sshd_pid = os.getpid()  # a stale pid in lab.json: sshd itself is fine
+    state.save()
     repaired = lab.up(**lab_params)
     assert repaired.host("k8s-w1").sshd_pid != victim.sshd_pid
-    assert repaired.host("k8s-m0").sshd_pid == state.host("k8s-m0").sshd_pid
+    assert repaired.host("k8s-m0").sshd_pid == m0_pid  # adopted from its PidFile, not restarted
     for name in ("k8s-w0", "k8s-w1"):
         assert ssh(repaired, name, "hostname", client_config).stdout.strip() == name
     r = lab.http_get_from(repaired.bastion.namespace, URL)
