@@ -89,7 +89,15 @@ def on_bastion(
     state: lab.LabState, script: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     """Run as root inside the bastion: its network namespace and its private /etc."""
-    return lab.host_exec(state, "bastion", ["sh", "-c", script], check=check, timeout=60)
+    return bastion_exec(state, ["sh", "-c", script], check=check)
+
+
+def bastion_exec(state: lab.LabState, argv: list[str], *, input: str | None = None,
+                 check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``lab.host_exec`` on the bastion, with its sshd pid read fresh (other modules may
+    have restarted that sshd since the session's state was loaded)."""
+    fresh = lab.load_state(state.state_dir) or state
+    return lab.host_exec(fresh, "bastion", argv, input=input, check=check, timeout=60)
 
 
 def ruleset(state: lab.LabState) -> str:
@@ -177,7 +185,7 @@ def bastion(lab_env: lab.LabState) -> Iterator[lab.LabState]:
     result, _ = nat(lab_env, "--remove")
     assert result.returncode == 0, result.stdout + result.stderr
     assert not reaches_as_uplink(lab_env)  # the lab's "before": no egress
-    lab.host_exec(lab_env, "bastion", ["nft", "-f", "-"], input=FOREIGN_NFT, check=True)
+    bastion_exec(lab_env, ["nft", "-f", "-"], input=FOREIGN_NFT)
     on_bastion(lab_env, "iptables -P FORWARD DROP && iptables " + shlex.join(FOREIGN_IPTABLES))
     assert foreign_rules_present(lab_env)
     yield lab_env
@@ -286,7 +294,7 @@ def test_reboot_simulation_the_unit_brings_nat_back(bastion: lab.LabState) -> No
     # (ufw/docker) sets FORWARD to DROP and the other owner restores its NAT rules.
     on_bastion(bastion, "nft flush ruleset && sysctl -q -w net.ipv4.ip_forward=0")
     assert not reaches_as_uplink(bastion)
-    lab.host_exec(bastion, "bastion", ["nft", "-f", "-"], input=FOREIGN_NFT, check=True)
+    bastion_exec(bastion, ["nft", "-f", "-"], input=FOREIGN_NFT)
     on_bastion(bastion, "iptables -P FORWARD DROP && iptables " + shlex.join(FOREIGN_IPTABLES))
     unit = on_bastion(bastion, f"cat {UNIT_FILE}").stdout
     exec_start = next(
