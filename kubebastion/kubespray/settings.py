@@ -1,0 +1,202 @@
+"""What the kubespray step should use: which source, where on the bastion, how long to wait.
+
+Settings come from the inventory (``defaults.yaml`` ``data: kubespray:``) so a lab or an
+air-gapped site describes its setup once, and command-line options override them for one
+run. Everything is checked here, before any SSH, and an unknown key is an error rather
+than a silently ignored typo.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from kubebastion.errors import ConfigError
+
+DEFAULT_VERSION = "v2.31.0"
+DEFAULT_REPOSITORY = "https://github.com/kubernetes-sigs/kubespray.git"
+DEFAULT_CHECKOUT_DIR = "~/kubespray"
+DEFAULT_VENV_DIR = "~/kubespray-venv"
+DEFAULT_REMOTE_LOG_DIR = "~/kubebastion-logs"
+DEFAULT_LOG_DIR = "logs"
+#: ``wheelhouse: true``: the operator's cache of wheels downloaded for bastions.
+DEFAULT_WHEELHOUSE = Path("~/.cache/kubebastion/wheelhouse")
+#: kubespray on real machines takes 10-40 minutes; an hour leaves room for slow mirrors.
+DEFAULT_TIMEOUT = 3600.0
+#: After a successful playbook, how long the nodes get to report Ready.
+DEFAULT_READY_TIMEOUT = 180.0
+
+TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+_KEYS = {"version", "source", "checkout_dir", "venv_dir", "wheelhouse", "timeout",
+         "ready_timeout", "log_dir", "remote_log_dir"}
+_GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
+
+
+@dataclass(frozen=True)
+class GitSource:
+    """Clone ``url`` at ``version`` on the bastion (it needs internet)."""
+
+    url: str
+    version: str
+
+    def describe(self) -> str:
+        return f"{self.url} at {self.version}"
+
+
+@dataclass(frozen=True)
+class DirectorySource:
+    """Upload a local kubespray checkout (offline bastion)."""
+
+    path: Path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+
+@dataclass(frozen=True)
+class TarballSource:
+    """Upload a local kubespray release tarball (offline bastion)."""
+
+    path: Path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+
+Source = GitSource | DirectorySource | TarballSource
+
+
+@dataclass(frozen=True)
+class KubespraySettings:
+    source: Source
+    version: str
+    checkout_dir: str
+    venv_dir: str
+    wheelhouse: Path | None
+    timeout: float
+    ready_timeout: float
+    log_dir: Path
+    remote_log_dir: str
+    force: bool = False
+
+
+def is_git_url(value: str) -> bool:
+    return "://" in value or bool(_SCP_LIKE.match(value))
+
+
+def parse_source(value: str | None, version: str, base_dir: Path) -> Source:
+    """A git URL, a local directory or a local tarball; local paths must exist now."""
+    if value is None or value == "":
+        return GitSource(DEFAULT_REPOSITORY, version)
+    if is_git_url(value):
+        return GitSource(value, version)
+    path = (base_dir / Path(value).expanduser()).resolve()
+    if path.is_dir():
+        missing = [n for n in ("cluster.yml", "requirements.txt") if not (path / n).is_file()]
+        if missing:
+            raise ConfigError(f"kubespray source {path} is not a kubespray checkout "
+                              f"(missing {', '.join(missing)})")
+        return DirectorySource(path)
+    if path.is_file() and path.name.endswith(TARBALL_SUFFIXES):
+        return TarballSource(path)
+    if path.exists():
+        raise ConfigError(f"kubespray source {path} must be a directory or a "
+                          f"{'/'.join(TARBALL_SUFFIXES)} file")
+    raise ConfigError(f"kubespray source {value!r} is neither a git URL nor an existing "
+                      f"path (looked for {path})")
+
+
+def expand_home(path: str, home: str) -> str:
+    """Resolve a leading ``~`` against the bastion user's home (quoted paths are never
+    expanded by the remote shell, so we do it ourselves)."""
+    if path == "~":
+        return home
+    if path.startswith("~/"):
+        return str(PurePosixPath(home) / path[2:])
+    return path
+
+
+def settings_from(
+    data: Mapping[str, Any] | None,
+    base_dir: Path,
+    *,
+    source: str | None = None,
+    version: str | None = None,
+    wheelhouse: str | None = None,
+    timeout: float | None = None,
+    log_dir: str | None = None,
+    force: bool = False,
+) -> KubespraySettings:
+    """Merge the inventory's ``kubespray:`` mapping (paths relative to ``base_dir``, the
+    config file's folder) with command-line overrides (paths relative to the cwd)."""
+    data = dict(data or {})
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ConfigError(f"unknown kubespray setting(s): {', '.join(unknown)} "
+                          f"(known: {', '.join(sorted(_KEYS))})")
+    cwd = Path.cwd()
+    chosen_version = version or _text(data, "version") or DEFAULT_VERSION
+    if not _GIT_REF.match(chosen_version):
+        raise ConfigError(f"kubespray version {chosen_version!r} is not a git tag or branch")
+    if source is not None:
+        parsed_source = parse_source(source, chosen_version, cwd)
+    else:
+        parsed_source = parse_source(_text(data, "source"), chosen_version, base_dir)
+    return KubespraySettings(
+        source=parsed_source,
+        version=chosen_version,
+        checkout_dir=_remote_dir(data, "checkout_dir", DEFAULT_CHECKOUT_DIR),
+        venv_dir=_remote_dir(data, "venv_dir", DEFAULT_VENV_DIR),
+        wheelhouse=_wheelhouse(wheelhouse, data.get("wheelhouse"), cwd, base_dir),
+        timeout=_seconds(timeout if timeout is not None else data.get("timeout"),
+                         "timeout", DEFAULT_TIMEOUT),
+        ready_timeout=_seconds(data.get("ready_timeout"), "ready_timeout",
+                               DEFAULT_READY_TIMEOUT),
+        log_dir=(cwd / log_dir) if log_dir else base_dir / (_text(data, "log_dir")
+                                                           or DEFAULT_LOG_DIR),
+        remote_log_dir=_remote_dir(data, "remote_log_dir", DEFAULT_REMOTE_LOG_DIR),
+        force=force,
+    )
+
+
+def _text(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"kubespray setting {key} must be a string, not {value!r}")
+    return value
+
+
+def _remote_dir(data: Mapping[str, Any], key: str, default: str) -> str:
+    value = _text(data, key) or default
+    if not (value.startswith(("/", "~/"))) or "\n" in value or value.rstrip("/") in ("", "~"):
+        raise ConfigError(f"kubespray setting {key} {value!r} must be an absolute path or "
+                          "start with ~/ (a folder of its own)")
+    return value.rstrip("/")
+
+
+def _wheelhouse(cli: str | None, configured: object, cwd: Path, base: Path) -> Path | None:
+    if cli:
+        return (cwd / Path(cli).expanduser()).resolve()
+    if configured is None or configured is False:
+        return None
+    if configured is True:
+        return DEFAULT_WHEELHOUSE.expanduser()
+    if not isinstance(configured, str):
+        raise ConfigError("kubespray setting wheelhouse must be a folder or true, not "
+                          f"{configured!r}")
+    return (base / Path(configured).expanduser()).resolve()
+
+
+def _seconds(value: object, name: str, default: float) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"kubespray {name} must be a positive number of seconds, "
+                          f"not {value!r}")
+    return float(value)
