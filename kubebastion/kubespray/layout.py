@@ -1,0 +1,31 @@
+"""Where everything lives on the bastion, with ``~`` resolved against the user's home."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubebastion.kubespray.settings import KubespraySettings, expand_home
+from kubebastion.kubespray.sshtrust import KEY_FILE, KNOWN_HOSTS_FILE
+
+WHEEL_CACHE = "~/.cache/kubebastion/wheelhouse"
+
+
+@dataclass(frozen=True)
+class RemoteLayout:
+    checkout: str
+    venv: str
+    logs: str
+    key: str
+    known_hosts: str
+    wheel_cache: str
+
+    @classmethod
+    def of(cls, settings: KubespraySettings, home: str) -> RemoteLayout:
+        return cls(
+            checkout=expand_home(settings.checkout_dir, home),
+            venv=expand_home(settings.venv_dir, home),
+            logs=expand_home(settings.remote_log_dir, home),
+            key=expand_home(KEY_FILE, home),
+            known_hosts=expand_home(KNOWN_HOSTS_FILE, home),
+            wheel_cache=expand_home(WHEEL_CACHE, home),
+        )
