@@ -1,0 +1,239 @@
+"""Is the cluster already up? The API answers over TLS from the bastion and lists every
+inventory node Ready.
+
+The check uses the admin credentials kubespray wrote (``/etc/kubernetes/admin.conf`` on the
+first control plane, read with sudo) and talks HTTPS to ``access_ip:api_port`` through a
+``direct-tcpip`` channel of the bastion connection, so the request leaves from the bastion
+(where the playbook and kubectl users sit) without copying any key material there and
+without needing curl on it. The server certificate is verified against the cluster CA and
+the address we connect to, as kubectl would.
+
+``evaluate`` is pure; ``cluster_health`` does the I/O and never raises for "not up": the
+answer is a ``ClusterHealth`` whose ``detail`` says what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import socket
+import ssl
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+from nornir.core import Nornir
+from nornir.core.task import Result, Task
+
+from kubebastion.cluster import Cluster
+from kubebastion.connection import CONNECTION_NAME, open_tunnel
+from kubebastion.errors import KubeBastionError, KubeconfigError
+from kubebastion.kubeconfig import (
+    kubeconfig_ca_pem,
+    kubeconfig_client_cert_pem,
+    kubeconfig_client_key_pem,
+    parse_kubeconfig,
+    resolve_context,
+)
+from kubebastion.remote import read_file
+from kubebastion.report import describe_exception
+from kubebastion.secrets import Secret
+from kubebastion.shell import shell_for
+from kubebastion.ssh_settings import Endpoint
+
+ADMIN_CONF = "/etc/kubernetes/admin.conf"
+_TIMEOUT = 10.0
+
+#: Opens a byte stream to (address, port) from the bastion's point of view.
+Opener = Callable[[str, int], socket.socket]
+
+
+@dataclass(frozen=True)
+class ApiCredentials:
+    ca_pem: bytes
+    cert_pem: bytes
+    key_pem: bytes
+
+    def __repr__(self) -> str:
+        return "ApiCredentials(***)"
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    healthy: bool
+    detail: str
+    api_version: str = ""
+    ready: tuple[str, ...] = ()
+    not_ready: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def admin_credentials(text: str, source: str) -> ApiCredentials:
+    config = parse_kubeconfig(text, source)
+    refs = resolve_context(config)
+    return ApiCredentials(kubeconfig_ca_pem(config, refs.cluster),
+                          kubeconfig_client_cert_pem(config, refs.user),
+                          kubeconfig_client_key_pem(config, refs.user))
+
+
+def node_readiness(nodes: Mapping[str, Any]) -> dict[str, bool]:
+    """Node name -> Ready condition is True, from a ``/api/v1/nodes`` NodeList."""
+    readiness = {}
+    for item in nodes.get("items") or []:
+        name = str((item.get("metadata") or {}).get("name", ""))
+        conditions = (item.get("status") or {}).get("conditions") or []
+        readiness[name] = any(c.get("type") == "Ready" and c.get("status") == "True"
+                              for c in conditions)
+    return readiness
+
+
+def evaluate(version: Mapping[str, Any], nodes: Mapping[str, Any],
+             expected: Sequence[str]) -> ClusterHealth:
+    """Healthy when every expected node is registered and Ready (extra nodes are fine)."""
+    readiness = node_readiness(nodes)
+    ready = tuple(n for n in expected if readiness.get(n) is True)
+    not_ready = tuple(n for n in expected if readiness.get(n) is False)
+    missing = tuple(n for n in expected if n not in readiness)
+    api_version = str(version.get("gitVersion", ""))
+    problems = []
+    if not_ready:
+        problems.append(f"not Ready: {', '.join(not_ready)}")
+    if missing:
+        problems.append(f"not registered: {', '.join(missing)}")
+    detail = (f"API {api_version or 'up'}, {len(ready)}/{len(expected)} nodes Ready"
+              + (f" ({'; '.join(problems)})" if problems else ""))
+    return ClusterHealth(not problems, detail, api_version, ready, not_ready, missing)
+
+
+def _tls_context(credentials: ApiCredentials) -> ssl.SSLContext:
+    context = ssl.create_default_context(cadata=credentials.ca_pem.decode())
+    with tempfile.TemporaryDirectory(prefix="kubebastion-") as folder:
+        cert, key = Path(folder) / "client.crt", Path(folder) / "client.key"
+        for path, data in ((cert, credentials.cert_pem), (key, credentials.key_pem)):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        context.load_cert_chain(str(cert), str(key))
+    return context
+
+
+def api_get(opener: Opener, address: str, port: int, path: str,
+            context: ssl.SSLContext, timeout: float = _TIMEOUT) -> Any:
+    """GET ``path`` as JSON; raises ``OSError``/``ssl.SSLError``/``ValueError`` on failure."""
+    raw = opener(address, port)
+    raw.settimeout(timeout)
+    tls = context.wrap_socket(raw, server_hostname=address.strip("[]"))
+    connection = http.client.HTTPConnection(address, port, timeout=timeout)
+    connection.sock = tls
+    try:
+        connection.request("GET", path, headers={"Accept": "application/json",
+                                                 "Connection": "close"})
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise ValueError(f"GET {path} answered HTTP {response.status}: "
+                         f"{body[:200].decode(errors='replace')}")
+    return json.loads(body)
+
+
+def check_api(opener: Opener, address: str, port: int, credentials: ApiCredentials,
+              expected: Sequence[str], timeout: float = _TIMEOUT) -> ClusterHealth:
+    where = f"https://{address}:{port}"
+    try:
+        context = _tls_context(credentials)
+        version = api_get(opener, address, port, "/version", context, timeout)
+        nodes = api_get(opener, address, port, "/api/v1/nodes", context, timeout)
+    except ssl.SSLCertVerificationError as exc:
+        return ClusterHealth(False, f"{where}: TLS verification failed: {exc.verify_message}")
+    except (OSError, ssl.SSLError, ValueError, http.client.HTTPException,
+            KubeBastionError) as exc:
+        return ClusterHealth(False, f"{where}: {describe_exception(exc)}")
+    if not isinstance(version, Mapping) or not isinstance(nodes, Mapping):
+        return ClusterHealth(False, f"{where}: unexpected answer")
+    return evaluate(version, nodes, expected)
+
+
+def channel_socket(channel: paramiko.Channel) -> socket.socket:
+    """A real socket whose other end is pumped to and from an SSH channel, so that
+    ``ssl`` and ``http.client`` can use the channel."""
+    ours, theirs = socket.socketpair()
+
+    def upstream() -> None:
+        try:
+            while data := theirs.recv(65536):
+                channel.sendall(data)
+            channel.shutdown_write()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def downstream() -> None:
+        try:
+            while data := channel.recv(65536):
+                theirs.sendall(data)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        finally:
+            channel.close()
+            with contextlib.suppress(OSError):
+                theirs.shutdown(socket.SHUT_RDWR)
+            theirs.close()
+
+    for pump in (upstream, downstream):
+        threading.Thread(target=pump, daemon=True, name="kubebastion-tunnel").start()
+    return ours
+
+
+def bastion_opener(nornir: Nornir, cluster: Cluster, timeout: float = _TIMEOUT) -> Opener:
+    """Connections from the bastion: a tunnel over its SSH connection, or a plain socket
+    when kubebastion runs on the bastion itself."""
+    if cluster.bastion.local:
+        return lambda address, port: socket.create_connection((address, port), timeout)
+    host = nornir.inventory.hosts[cluster.bastion.name]
+
+    def open_from_bastion(address: str, port: int) -> socket.socket:
+        connection = host.get_connection(CONNECTION_NAME, nornir.config)
+        channel = open_tunnel(connection, cluster.bastion.name, Endpoint(address, port, ""),
+                              f"API {address}:{port}", timeout)
+        channel.settimeout(timeout)
+        return channel_socket(channel)
+
+    return open_from_bastion
+
+
+def read_admin_conf(task: Task) -> Result:
+    """admin.conf's text (as a ``Secret``: it holds the admin key), None when absent."""
+    data = read_file(shell_for(task), ADMIN_CONF, sudo=True)
+    return Result(host=task.host, result=None if data is None else Secret(data.decode()))
+
+
+def cluster_health(nornir: Nornir, cluster: Cluster, timeout: float = _TIMEOUT
+                   ) -> ClusterHealth:
+    """The health of the cluster the inventory describes, seen from the bastion."""
+    first = cluster.control_planes[0]
+    results = nornir.filter(name=first.name).run(task=read_admin_conf, on_failed=True,
+                                                 name="read admin.conf")
+    result = results[first.name][0]
+    if result.failed:
+        reason = describe_exception(result.exception) if result.exception else "failed"
+        return ClusterHealth(False, f"cannot read {ADMIN_CONF} on {first.name}: {reason}")
+    secret = result.result
+    if not isinstance(secret, Secret):
+        return ClusterHealth(False, f"no {ADMIN_CONF} on {first.name}")
+    try:
+        credentials = admin_credentials(secret.reveal(), f"{first.name}:{ADMIN_CONF}")
+    except KubeconfigError as exc:
+        return ClusterHealth(False, str(exc))
+    return check_api(bastion_opener(nornir, cluster, timeout), first.access_ip,
+                     cluster.api_port, credentials, [n.name for n in cluster.nodes],
+                     timeout)
