@@ -24,6 +24,7 @@ from kubebastion.console import (
     err_console,
     failed_hosts,
     failure_summary,
+    node_table,
     outcome_table,
     print_json,
 )
@@ -81,24 +82,25 @@ def check(c: Context, config: str = DEFAULT_CONFIG, json: bool = False,
     else:
         console.print(outcome_table("check", rows, ["user", "sudo", "python3", "os_release"]))
         if egress:
-            console.print(outcome_table("egress", _escaped(egress_rows), [
+            console.print(outcome_table("egress", _summarised(egress_rows), [
                 "gateway", "reached", "ip_forward", "masquerade", "private_address"]))
             if any(r.detail in (FORWARDING_OFF, NO_MASQUERADE) for r in egress_rows):
                 console.print("hint: `invoke nat` makes the bastion forward and masquerade")
-    failed = failed_hosts(rows) + [f"{h} (egress)" for h in failed_hosts(egress_rows)]
-    if failed:
-        raise Exit(f"check failed on: {', '.join(failed)}", 1)
+    if failed_hosts(rows) or failed_hosts(egress_rows):
+        summaries = [failure_summary(what, group) for what, group in
+                     (("check", rows), ("egress", egress_rows)) if failed_hosts(group)]
+        raise Exit("\n".join(summaries), 1)
 
 
-def _escaped(rows: list[HostOutcome], detail_key: str | None = None) -> list[HostOutcome]:
-    """Rows safe for a rich table (diffs and errors hold brackets rich would eat);
-    ``detail_key`` shows that data field instead of the diff on hosts that did not fail."""
+def _summarised(rows: list[HostOutcome], detail_key: str | None = None) -> list[HostOutcome]:
+    """``detail_key`` shows that data field instead of the diff on hosts that did not fail
+    (the table escapes markup itself)."""
     safe = []
     for row in rows:
         detail = row.detail
         if detail_key and row.status != FAILED:
             detail = str(row.data.get(detail_key, ""))
-        safe.append(HostOutcome(row.host, row.status, escape(detail), row.data))
+        safe.append(HostOutcome(row.host, row.status, detail, row.data))
     return safe
 
 
@@ -118,13 +120,106 @@ def nat(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False, remove:
     if json:
         print_json({"hosts": [r.as_dict() for r in rows]})
     else:
-        console.print(outcome_table("nat", _escaped(rows, "summary"),
+        console.print(outcome_table("nat", _summarised(rows, "summary"),
                                     ["uplink", "private_cidr", "forward_jump"]))
         for row in rows:
             if row.status != FAILED and row.detail:
                 console.print(row.detail, markup=False, highlight=False, soft_wrap=True)
     if failed_hosts(rows):
         raise Exit(failure_summary("nat", rows), 1)
+
+
+@task(help={"config": "Nornir config file", "dry_run": "show the inventory diff and the "
+            "commands, change nothing", "force": "run the playbook even if the cluster is up",
+            "render_to": "only write the rendered kubespray inventory to this folder",
+            "source": "kubespray git URL, local checkout or tarball (to upload)",
+            "version": "kubespray tag or branch to clone (default v2.31.0)",
+            "wheelhouse": "build the venv offline from wheels downloaded here",
+            "timeout": "playbook timeout in seconds", "log_dir": "local copy of the logs",
+            "json": "machine-readable output",
+            "ask_sudo_password": "prompt for the sudo password"})
+@exits_cleanly
+def kubespray(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
+              force: bool = False, render_to: str = "", source: str = "", version: str = "",
+              wheelhouse: str = "", timeout: float = 0.0, log_dir: str = "",
+              json: bool = False, ask_sudo_password: bool = False) -> None:
+    """Run kubespray from the bastion: checkout, venv, inventory, SSH trust, cluster.yml."""
+    from kubebastion.kubespray import deploy, display, inventory
+
+    _password_prompt(ask_sudo_password)
+    run = build_run(config, dry_run=dry_run)
+    try:
+        if render_to:
+            files = inventory.render_kubespray_inventory(run.cluster)
+            for path in inventory.write_inventory_locally(files, Path(render_to)):
+                console.print(f"wrote {path}", markup=False)
+            return
+        settings = deploy.settings_for(run, source=source or None, version=version or None,
+                                       wheelhouse=wheelhouse or None, timeout=timeout or None,
+                                       log_dir=log_dir or None, force=force)
+        report = deploy.deploy_kubespray(
+            run, settings, progress=display.ProgressPrinter(err_console if json else console))
+    finally:
+        run.close()
+    if json:
+        print_json(report.as_dict())
+    else:
+        display.print_report(report, console)
+    if report.failed:
+        raise Exit(failure_summary("kubespray", report.rows), 1)
+
+
+@task(help={"config": "Nornir config file", "dry_run": "show what every step would change",
+            "json": "one machine-readable report (schema: docs/deploy-report.schema.json)",
+            "steps": "comma-separated steps to run (default: all)",
+            "skip": "comma-separated steps to skip",
+            "limit": "comma-separated hosts for preflight, egress and admin-conf",
+            "force": "run kubespray's playbook even if the cluster is healthy",
+            "context": "kubeconfig context name (default: the cluster name)",
+            "no_switch": "do not make it the current context on the bastion",
+            "timeout": "seconds to wait for every node Ready",
+            "ask_sudo_password": "prompt for the sudo password"})
+@exits_cleanly
+def deploy(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
+           json: bool = False, steps: str = "", skip: str = "", limit: str = "",
+           force: bool = False, context: str = "", no_switch: bool = False,
+           timeout: float = 300.0, ask_sudo_password: bool = False) -> None:
+    """The whole flow: preflight, NAT, egress, kubespray, admin.conf, kubeconfig, Ready."""
+    from kubebastion.deploy import DeployOptions, select_steps
+    from kubebastion.deploy import deploy as run_deploy
+    from kubebastion.kubespray.deploy import settings_for
+    from kubebastion.kubespray.display import ProgressPrinter
+    from kubebastion.progress import HostProgress, StepProgress, summary_table
+
+    _password_prompt(ask_sudo_password)
+    selected = select_steps(steps, skip)
+    run = build_run(config, dry_run=dry_run)
+    live = err_console if json else console
+    run.nornir = run.nornir.with_processors([HostProgress(live)])
+    options = DeployOptions(
+        steps=selected, limit=[h.strip() for h in limit.split(",") if h.strip()],
+        kubespray=settings_for(run, force=force), context=context or None,
+        switch=not no_switch, ready_timeout=timeout)
+    try:
+        report = run_deploy(run, options, on_step=StepProgress(live),
+                            progress=ProgressPrinter(live))
+    finally:
+        run.close()
+    if json:
+        print_json(report.as_dict())
+    else:
+        console.print(summary_table(report))
+        console.print(f"total {report.seconds:.1f} s"
+                      + (" (dry run: nothing was changed)" if report.dry_run else ""))
+        fetched = next((s for s in report.steps if s.name == "fetch-kubeconfig"), None)
+        if fetched is not None and fetched.extra.get("kubectl"):
+            console.print("[bold]kubectl get nodes[/] (on the bastion)")
+            console.print(escape(str(fetched.extra["kubectl"])))
+        if report.next_command():
+            console.print(f"next: {report.next_command()}")
+    failed = report.failed_step
+    if failed is not None:
+        raise Exit(f"deploy failed at step {failed.name}: {failed.detail}", 1)
 
 
 # --- the built-in lab ------------------------------------------------------------------
@@ -143,7 +238,7 @@ def lab_up(c: Context, control_planes: int = 1, workers: int = 3, user: str = "k
     console.print(f"next: invoke check --config {os.path.relpath(state.nornir_config)}")
 
 
-@task
+@task()
 def lab_down(c: Context) -> None:
     """Remove the lab: namespaces, links, processes, user."""
     import lab
@@ -164,8 +259,111 @@ def lab_status(c: Context, json: bool = False) -> None:
         console.print(status)
 
 
+@task(help={"config": "Nornir config file", "dry_run": "show what would change",
+            "json": "machine-readable output",
+            "ask_sudo_password": "prompt for the sudo password"})
+@exits_cleanly
+def admin_conf(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
+               json: bool = False, ask_sudo_password: bool = False) -> None:
+    """On each control plane: admin.conf becomes the login user's ~/.kube/config."""
+    from kubebastion.steps.admin_conf import run_admin_conf
+
+    _password_prompt(ask_sudo_password)
+    run = build_run(config, dry_run=dry_run)
+    try:
+        rows = run_admin_conf(run)
+    finally:
+        run.close()
+    if json:
+        print_json({"hosts": [r.as_dict() for r in rows]})
+    else:
+        console.print(outcome_table("admin-conf", rows, ["state", "path", "backup"]))
+        for row in rows:
+            if row.data.get("kubectl"):
+                console.print(f"[bold]{row.host}[/]: kubectl get node")
+                console.print(escape(str(row.data["kubectl"])))
+    if failed_hosts(rows):
+        raise Exit(failure_summary("admin-conf", rows), 1)
+
+
+@task(optional=["local"],
+      help={"config": "Nornir config file", "context": "context name (default: cluster name)",
+            "no_switch": "do not make it the current context",
+            "local": "also merge a tunnel context into this local kubeconfig "
+                     "(default ~/.kube/config)",
+            "tunnel_port": "local port of `invoke tunnel` for the --local context",
+            "timeout": "seconds to wait for every node Ready",
+            "dry_run": "show what would change", "json": "machine-readable output",
+            "ask_sudo_password": "prompt for the sudo password"})
+@exits_cleanly
+def fetch_kubeconfig(c: Context, config: str = DEFAULT_CONFIG, context: str = "",
+                     no_switch: bool = False, local: Any = None, tunnel_port: int = 16443,
+                     timeout: float = 120.0, dry_run: bool = False, json: bool = False,
+                     ask_sudo_password: bool = False) -> None:
+    """Put the admin kubeconfig on the bastion (server rewritten, SANs checked), verify."""
+    from kubebastion.steps.fetch_kubeconfig import run_fetch_kubeconfig
+
+    _password_prompt(ask_sudo_password)
+    local_path = None
+    if local is not None and local is not False:
+        local_path = "~/.kube/config" if local is True or local == "" else str(local)
+    run = build_run(config, dry_run=dry_run)
+    try:
+        report = run_fetch_kubeconfig(run, context=context or None, switch=not no_switch,
+                                      local_path=local_path, tunnel_port=tunnel_port,
+                                      ready_timeout=timeout)
+    finally:
+        run.close()
+    if json:
+        print_json(report.as_dict())
+    else:
+        console.print(outcome_table("fetch-kubeconfig", report.rows,
+                                    ["context", "path", "server", "backup"]))
+        for row in report.rows:
+            if row.detail and row.status != "failed":
+                console.print(escape(row.detail))
+        if report.kubectl:
+            console.print("[bold]kubectl get nodes[/] (on the bastion)")
+            console.print(escape(report.kubectl))
+        elif report.nodes:
+            console.print(node_table(report.nodes))
+    if report.failed:
+        raise Exit(failure_summary("fetch-kubeconfig", report.rows), 1)
+
+
+@task(help={"config": "Nornir config file", "port": "local port to listen on",
+            "bind": "local address to listen on"})
+@exits_cleanly
+def tunnel(c: Context, config: str = DEFAULT_CONFIG, port: int = 16443,
+           bind: str = "127.0.0.1") -> None:
+    """Forward a local port to the API server through the bastion, until Ctrl-C."""
+    import signal
+    import threading
+
+    from kubebastion.kubespray.health import bastion_opener
+    from kubebastion.tunnel import forward
+
+    run = build_run(config)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        cluster = run.cluster
+        opener = bastion_opener(run.nornir, cluster)
+        target = cluster.api_server_address
+        with forward(opener, target, cluster.api_port, port, bind) as local_port:
+            console.print(f"tunnel: {bind}:{local_port} -> {target}:{cluster.api_port} "
+                          f"via {cluster.bastion.name} (Ctrl-C to stop)")
+            try:
+                while not stop.wait(1):
+                    pass
+            except KeyboardInterrupt:
+                pass
+    finally:
+        run.close()
+
+
 def _collection() -> Collection:
-    root = Collection(check, nat)
+    root = Collection(deploy, check, nat, kubespray, admin_conf, fetch_kubeconfig, tunnel)
     lab_tasks = Collection("lab")
     lab_tasks.add_task(lab_up, "up")
     lab_tasks.add_task(lab_down, "down")

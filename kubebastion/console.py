@@ -49,3 +49,15 @@ def failure_summary(what: str, rows: Sequence[HostOutcome]) -> str:
     lines = [f"{what} failed on {len(failed_hosts(rows))} host(s):"]
     lines += [f"  {r.host}: {r.detail}" for r in rows if r.status == FAILED]
     return "\n".join(lines)
+
+
+def node_table(nodes: Sequence[Any]) -> Table:
+    """kubectl-style NAME/STATUS/ROLES/VERSION."""
+    table = Table(title="nodes", title_justify="left")
+    for column in ("name", "status", "roles", "version"):
+        table.add_column(column.upper())
+    for node in nodes:
+        style = "green" if node.status == "Ready" else "bold red"
+        table.add_row(escape(node.name), f"[{style}]{node.status}[/]", escape(node.roles),
+                      escape(node.version))
+    return table

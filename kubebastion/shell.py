@@ -7,16 +7,20 @@ a bastion that kubebastion runs on (``data.local: true``), without SSH to itself
 
 from __future__ import annotations
 
-import io
+import contextlib
 import os
+import select
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import fabric
-from invoke.exceptions import CommandTimedOut
+import paramiko
+from nornir.core.configuration import Config
+from nornir.core.inventory import Host
 from nornir.core.task import Task
 
 from kubebastion.connection import CONNECTION_NAME
@@ -50,6 +54,14 @@ class HostShell(Protocol):
 
 
 class SSHShell:
+    """Commands over the host's SSH connection, one ``exec`` channel each.
+
+    Plain Paramiko rather than Fabric's runner: no reader threads per command, both
+    output streams drained together (a command printing megabytes on either cannot
+    deadlock), a hard deadline, and stdin written once and closed — if the command ends
+    before reading it (sudo that needed no password), that is not an error.
+    """
+
     def __init__(self, name: str, connection: fabric.Connection, command_timeout: float) -> None:
         self.name = name
         self.connection = connection
@@ -57,17 +69,23 @@ class SSHShell:
 
     def run(self, command: str, *, stdin: str | None = None,
             timeout: float | None = None) -> CommandResult:
-        in_stream: io.StringIO | bool = io.StringIO(stdin) if stdin is not None else False
+        limit = timeout or self.command_timeout
+        transport = self.connection.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SSHError(f"{self.name}: connection lost")
         try:
-            result = self.connection.run(
-                command, hide=True, warn=True, in_stream=in_stream,
-                timeout=timeout or self.command_timeout,
-            )
-        except CommandTimedOut as exc:
-            return CommandResult(None, exc.result.stdout, exc.result.stderr)
-        except (OSError, EOFError) as exc:
-            raise SSHError(f"{self.name}: connection lost: {exc or type(exc).__name__}") from None
-        return CommandResult(result.exited, result.stdout, result.stderr)
+            channel = transport.open_session(timeout=min(limit, 30.0))
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"{self.name}: connection lost: {exc or type(exc).__name__}"
+                           ) from None
+        with channel:
+            if stdin is not None:
+                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                    channel.sendall(stdin.encode())
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                channel.shutdown_write()
+            return _collect(self.name, channel, limit)
 
     def put(self, data: bytes, path: str) -> None:
         sftp = self.connection.sftp()
@@ -114,6 +132,31 @@ class LocalShell:
         return Path(path).expanduser().read_bytes()
 
 
+def _collect(name: str, channel: paramiko.Channel, limit: float) -> CommandResult:
+    """Drain stdout and stderr until the exit status, or give up at the deadline."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+    deadline = time.monotonic() + limit
+    while True:
+        if channel.recv_ready():
+            out.append(channel.recv(65536))
+            continue
+        if channel.recv_stderr_ready():
+            err.append(channel.recv_stderr(65536))
+            continue
+        if channel.exit_status_ready():
+            break
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return CommandResult(None, _text(b"".join(out)), _text(b"".join(err)))
+        select.select([channel], [], [], min(remaining, 1.0))
+    status = channel.recv_exit_status()
+    transport = channel.get_transport()
+    if status == -1 and (transport is None or not transport.is_active()):
+        raise SSHError(f"{name}: connection lost while the command ran")
+    return CommandResult(status, _text(b"".join(out)), _text(b"".join(err)))
+
+
 def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
@@ -122,10 +165,14 @@ def _text(data: bytes | str | None) -> str:
 
 def shell_for(task: Task) -> HostShell:
     """The shell of the task's host: local when the inventory says so, else SSH."""
-    host = task.host
+    return shell_for_host(task.host, task.nornir.config)
+
+
+def shell_for_host(host: Host, config: Config) -> HostShell:
+    """The shell of any inventory host (a step on the bastion reading a control plane)."""
     extras = host.get_connection_parameters(CONNECTION_NAME).extras or {}
     timeout = float(extras.get("command_timeout", 300.0))
     if host.get("local") is True:
         return LocalShell(host.name, timeout)
-    connection = host.get_connection(CONNECTION_NAME, task.nornir.config)
+    connection = host.get_connection(CONNECTION_NAME, config)
     return SSHShell(host.name, connection, timeout)
