@@ -1,0 +1,74 @@
+"""``invoke tunnel``: the operator's local port forwarded to the API through the bastion.
+
+The operator usually cannot route to the private API address. A local forward over the
+bastion's SSH connection (the same verified connection every step uses) gives kubectl a
+``https://127.0.0.1:<port>`` endpoint; the kubeconfig's ``tls-server-name`` keeps TLS
+verification on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
+
+from kubebastion.kubespray.health import Opener
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    try:
+        while data := source.recv(65536):
+            sink.sendall(data)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+
+def _serve(client: socket.socket, opener: Opener, address: str, port: int) -> None:
+    try:
+        upstream = opener(address, port)
+    except OSError:
+        client.close()
+        return
+    upstream.settimeout(None)
+    threads = [threading.Thread(target=_pump, args=pair, daemon=True)
+               for pair in ((client, upstream), (upstream, client))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    client.close()
+    upstream.close()
+
+
+@contextlib.contextmanager
+def forward(opener: Opener, address: str, port: int, local_port: int,
+            bind: str = "127.0.0.1") -> Iterator[int]:
+    """Listen on ``bind:local_port`` (0 = any free port, yielded) and forward each
+    connection to ``address:port`` as seen from the bastion."""
+    listener = socket.create_server((bind, local_port))
+    stop = threading.Event()
+
+    def accept_loop() -> None:
+        listener.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=_serve, args=(client, opener, address, port),
+                             daemon=True).start()
+
+    thread = threading.Thread(target=accept_loop, daemon=True, name="kubebastion-tunnel")
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=2)
