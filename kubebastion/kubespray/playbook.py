@@ -127,19 +127,35 @@ def parse_recap_line(line: str) -> tuple[str, HostRecap] | None:
     return match.group("host"), HostRecap(**known)
 
 
+#: What ansible says about a loop as a whole; the reason is in its items.
+_LOOP_SUMMARIES = ("All items completed", "One or more items failed")
+
+
+def _message_of(data: Mapping[str, Any]) -> str | None:
+    message = data.get("msg")
+    results = data.get("results")
+    if (message in _LOOP_SUMMARIES or message is None) and isinstance(results, list):
+        for item in results:
+            if isinstance(item, Mapping) and (item.get("failed") or item.get("unreachable")):
+                inner = _message_of(item)
+                if inner:
+                    return inner
+    for key in ("msg", "stderr", "stdout", "reason"):
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
 def failure_message(body: str) -> str:
-    """The useful part of a result: ``msg``, else the command's stderr or stdout."""
+    """The useful part of a result: ``msg`` (for a loop, its first failed item's), else the
+    command's stderr or stdout."""
     try:
         data = json.loads(body)
     except ValueError:
         return _clip(body)
-    if not isinstance(data, Mapping):
-        return _clip(body)
-    for key in ("msg", "stderr", "stdout", "reason"):
-        value = data.get(key)
-        if isinstance(value, str) and value.strip():
-            return _clip(value.strip())
-    return _clip(body)
+    message = _message_of(data) if isinstance(data, Mapping) else None
+    return _clip(message or body)
 
 
 def _clip(text: str) -> str:

@@ -69,6 +69,14 @@ def test_unreachable_host() -> None:
     assert failure.message.startswith("Failed to connect to the host via ssh")
 
 
+def test_unreachable_in_a_loop_reports_the_items_reason() -> None:
+    summary = parse_playbook_output(case("loop_unreachable"))
+    (failure,) = summary.decisive_failures()
+    assert failure.host == "k8s-w1" and failure.unreachable
+    assert failure.task == "lab_cluster : Lab | create directories"
+    assert failure.message.startswith("Failed to connect to the host via ssh: Connection timed")
+
+
 def test_fatal_error_without_recap() -> None:
     summary = parse_playbook_output(case("error"))
     assert summary.recap == {}
