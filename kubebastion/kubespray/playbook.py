@@ -155,7 +155,24 @@ def failure_message(body: str) -> str:
     except ValueError:
         return _clip(body)
     message = _message_of(data) if isinstance(data, Mapping) else None
-    return _clip(message or body)
+    return _clip(condense_ssh_error(message or body))
+
+
+_SENT_KEY = re.compile(r"(?P<type>\S+) key sent by the remote host is\s+"
+                       r"(?P<fp>(?:SHA256|MD5):[A-Za-z0-9+/=:]+)")
+
+
+def condense_ssh_error(message: str) -> str:
+    """OpenSSH's 20-line "REMOTE HOST IDENTIFICATION HAS CHANGED" banner, in one line that
+    keeps what matters: host key verification failed, and the key the host sent."""
+    if ("Host key verification failed" not in message
+            and "REMOTE HOST IDENTIFICATION HAS CHANGED" not in message):
+        return message
+    sent = _SENT_KEY.search(message)
+    detail = (f": the host sent {sent.group('type')} key {sent.group('fp')}, which is not the "
+              "one in the bastion's known_hosts (copied from the operator's verified keys)"
+              if sent else "")
+    return f"Host key verification failed{detail}"
 
 
 def _clip(text: str) -> str:

@@ -4,6 +4,7 @@ ansible-playbook run through a real local shell."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import threading
@@ -75,6 +76,34 @@ def test_unreachable_in_a_loop_reports_the_items_reason() -> None:
     assert failure.host == "k8s-w1" and failure.unreachable
     assert failure.task == "lab_cluster : Lab | create directories"
     assert failure.message.startswith("Failed to connect to the host via ssh: Connection timed")
+
+
+HOST_KEY_CHANGED = (
+    "Data could not be sent to remote host \"198.18.1.101\". Make sure this host can be "
+    "reached over ssh: @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
+    "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\r\n"
+    "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
+    "IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!\r\n"
+    "Someone could be eavesdropping on you right now (man-in-the-middle attack)!\r\n"
+    "It is also possible that a host key has just been changed.\r\n"
+    "The fingerprint for the ED25519 key sent by the remote host is\r\n"
+    "SHA256:mx5nDrM1taz48kISibgcFjYB9/xetp2t5+rCNACKcn8.\r\n"
+    "Please contact your system administrator.\r\n"
+    "Add correct host key in /home/kbtlab/.ssh/kubebastion_known_hosts to get rid of this "
+    "message.\r\nOffending ED25519 key in /home/kbtlab/.ssh/kubebastion_known_hosts:3\r\n"
+    "Host key for 198.18.1.101 has changed and you have requested strict checking.\r\n"
+    "Host key verification failed.\r\n")
+
+
+def test_a_changed_host_key_is_said_in_one_line() -> None:
+    line = ("fatal: [k8s-w1]: UNREACHABLE! => "
+            + json.dumps({"changed": False, "msg": HOST_KEY_CHANGED, "unreachable": True}))
+    (failure,) = parse_playbook_output(line + "\n").failures
+    assert failure.unreachable
+    assert failure.message == (
+        "Host key verification failed: the host sent ED25519 key "
+        "SHA256:mx5nDrM1taz48kISibgcFjYB9/xetp2t5+rCNACKcn8, which is not the one in the "
+        "bastion's known_hosts (copied from the operator's verified keys)")
 
 
 def test_fatal_error_without_recap() -> None:
