@@ -11,7 +11,11 @@ Public API::
     lab.status()                                                      # -> dict
     lab.down()
 
-``state.nornir_config`` is ready for ``InitNornir(config_file=...)``.
+``state.nornir_config`` is ready for ``InitNornir(config_file=...)`` (and for
+``invoke deploy --config ...``: its defaults carry the kubespray settings for the lab).
+Several labs can be up at once, one per name prefix, each with its own ``state_dir`` and
+``user``; each gets its own operator /30 in 198.18.0.0/24, so read the bastion's address
+from ``state.bastion.ssh_address`` (198.18.0.2 only for the default lab, when free).
 """
 
 from lab.hosts import host_exec, replace_host_key, restart_sshd

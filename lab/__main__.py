@@ -17,23 +17,33 @@ from typing import Any
 
 from lab.lifecycle import down, status, up
 from lab.state import DEFAULT_STATE_DIR
-from lab.topology import LabError
+from lab.topology import DEFAULT_PREFIX, LabError
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab", description=__doc__)
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    p.add_argument("--prefix", default="kbl", help="namespace name prefix (default: kbl)")
+    p.add_argument(
+        "--prefix",
+        default=DEFAULT_PREFIX,
+        help=f"namespace name prefix (default: {DEFAULT_PREFIX}); labs with different "
+        "prefixes can be up at the same time",
+    )
     p.add_argument("--control-planes", type=int, default=1)
     p.add_argument("--workers", type=int, default=3)
-    p.add_argument("--user", default="kblab", help="lab login user (default: kblab)")
+    p.add_argument("--user", help="lab login user (default: kblab for kbl, else <prefix>lab)")
     p.add_argument(
         "--sudo-password-env",
         metavar="VAR",
         help="make sudo require a password, read from this environment variable",
     )
-    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        help=f"default: {DEFAULT_STATE_DIR} for prefix {DEFAULT_PREFIX}, "
+        f"{DEFAULT_STATE_DIR}/lab-<prefix> for others",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     return p
 
@@ -55,8 +65,19 @@ def _print(data: dict[str, Any], as_json: bool) -> None:
             print(f"{key}: {value}")
 
 
+def _defaults(args: argparse.Namespace) -> None:
+    """Per-prefix defaults, so `--prefix kbp1` alone gives a lab that can run beside the
+    default one (its own user and state_dir)."""
+    default = args.prefix == DEFAULT_PREFIX
+    if args.user is None:
+        args.user = "kblab" if default else f"{args.prefix}lab"
+    if args.state_dir is None:
+        args.state_dir = DEFAULT_STATE_DIR if default else DEFAULT_STATE_DIR / f"lab-{args.prefix}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _defaults(args)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s"
     )
@@ -83,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 _print(data, True)
             else:
                 print(
-                    f"lab {state.prefix} up in {elapsed}s: bastion {state.bastion.ssh_address}, "
+                    f"lab {state.prefix} up in {elapsed}s: bastion {state.bastion.ssh_address} "
+                    f"(operator link {state.operator_iface} {state.operator_network}), "
                     f"{state.control_planes} control plane(s), {state.workers} worker(s)\n"
                     f"nornir config: {state.nornir_config}\n"
                     f"ssh: ssh -F {state.ssh_config} k8s-m0"

@@ -11,6 +11,7 @@ The private mount namespace is what keeps steps honest: whatever a step writes t
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import keys
-from lab.netns import pid_in_namespace, run
+from lab.netns import pid_in_namespace, pids_in_namespaces, run
 from lab.state import HostState, LabState, write_if_changed
 from lab.topology import SSH_PORT, HostPlan, LabError
 
@@ -118,7 +119,10 @@ def ensure_mount_points() -> list[str]:
     created: list[str] = []
     for d in (*MOUNT_POINT_DIRS, "/run/sshd"):
         if not os.path.isdir(d):
-            os.makedirs(d, mode=0o755)
+            try:
+                os.makedirs(d, mode=0o755)
+            except FileExistsError:  # made by someone else meanwhile: not ours to remove
+                continue
             created.append(d)
     os.chmod("/run/sshd", 0o755)  # noqa: S103 - sshd privsep dir: root-owned, not writable
     return created
@@ -252,6 +256,30 @@ def _is_our_sshd(pid: int, namespace: str, config: Path) -> bool:
         return False
     # sshd rewrites its process title ("sshd: /usr/sbin/sshd -f CFG ... [listener] ...").
     return str(config).encode() in cmdline
+
+
+_CONFIG_ARG = re.compile(rb"-f[\s\x00]+([^\s\x00]+)")
+
+
+def sshd_allowed_users_in(namespace: str) -> set[str]:
+    """``AllowUsers`` of the sshd(s) listening in a lab namespace (read-only: /proc and
+    the sshd_config each one was started with). Empty when none runs."""
+    users: set[str] = set()
+    for pid in pids_in_namespaces([namespace]).get(namespace, []):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() != "sshd":
+                continue
+            match = _CONFIG_ARG.search(Path(f"/proc/{pid}/cmdline").read_bytes())
+            if match is None:
+                continue
+            text = Path(os.fsdecode(match.group(1))).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            fields = line.split()
+            if fields and fields[0].lower() == "allowusers":
+                users.update(fields[1:])
+    return users
 
 
 def adopt_running_sshd(host: HostState) -> bool:

@@ -5,12 +5,18 @@ repairs what is broken: a dead sshd, a dead inet service, a link left down, drif
 files); with other sizes, another user, or a half-built lab (no lab.json, a namespace
 missing) it tears down and rebuilds. ``down`` removes everything the lab made and is
 safe to run any number of times.
+
+Several labs can be up at once, one per name prefix (each in its own state_dir, with its
+own login user): each gets its own operator /30 in 198.18.0.0/24, recorded in lab.json and
+kept on repair, and ``up``/``down`` of one prefix never touch another prefix's lab.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -25,7 +31,7 @@ from lab.files import (
     nornir_config_yaml,
     ssh_config_text,
 )
-from lab.lock import held
+from lab.lock import MACHINE_LOCK, held, operation_lock
 from lab.netns import (
     kill_namespace_processes,
     list_namespaces,
@@ -40,9 +46,10 @@ from lab.state import (
     write_if_changed,
 )
 from lab.topology import (
-    OPERATOR_ADDRESS,
+    OPERATOR_SPACE,
     LabError,
     Topology,
+    choose_operator_network,
     hosts_file,
     namespace_pattern,
     validate_prefix,
@@ -162,10 +169,13 @@ def up(
     """Bring the lab up (or leave a healthy one as it is) and return its state.
 
     ``sudo_password=None`` gives passwordless sudo; a string makes sudo ask for it (the
-    lab user's real password). Only one lab can be up on a machine at a time, because
-    the operator link address 198.18.0.1 is fixed.
+    lab user's real password). Labs with other prefixes may be up at the same time: give
+    each its own ``state_dir`` and ``user`` (both are refused when another live lab uses
+    them). The bastion's operator-side address is ``state.bastion.ssh_address``:
+    198.18.0.2 for the default prefix when free, another /30's .2 otherwise.
     """
-    with held():
+    validate_prefix(name_prefix)
+    with held(operation_lock(name_prefix)):
         return _up(name_prefix, control_planes, workers, user, sudo_password, state_dir)
 
 
@@ -188,6 +198,17 @@ def _up(
     sd.mkdir(parents=True, exist_ok=True)
 
     existing = load_state(sd)
+    if existing is not None and existing.prefix != name_prefix and _is_live(existing):
+        raise LabError(
+            f"{sd} holds the running lab {existing.prefix!r}: give lab {name_prefix!r} a "
+            f"state_dir of its own, or take {existing.prefix!r} down first"
+        )
+    other = _labs_using_user(user, exclude={name_prefix})
+    if other:
+        raise LabError(
+            f"lab user {user!r} already serves the running lab(s) {', '.join(other)}: give "
+            f"lab {name_prefix!r} a user of its own (e.g. {name_prefix + 'lab'!r})"
+        )
     if existing is not None and (
         existing.prefix,
         existing.control_planes,
@@ -200,25 +221,47 @@ def _up(
             return repaired
         log.info("lab %s is damaged beyond repair: rebuilding", name_prefix)
     ours = {topology.operator_iface} | ({existing.operator_iface} if existing else set())
-    holder = network.operator_address_holder()
-    if holder is not None and holder not in ours:
-        raise LabError(
-            f"{OPERATOR_ADDRESS} is already on root-namespace interface {holder!r} (another "
-            "lab?). Only one lab can be up at a time: take that one down first"
-        )
+    preferred = existing.operator_network if existing else None
+    _operator_network(name_prefix, preferred, ours)  # refuse before tearing anything down
     if existing is not None:
         _down(existing.prefix, existing.user, sd)
     _down(name_prefix, user, sd)  # leftovers of a crashed or half-built lab
-    state = _build(topology, user, sudo_password, sd)
+    state = _build(topology, user, sudo_password, sd, preferred)
     log.info("lab %s built in %.2fs", name_prefix, time.monotonic() - started)
     return state
 
 
-def _build(topology: Topology, user: str, sudo_password: str | None, sd: Path) -> LabState:
-    created = hosts.ensure_mount_points()
-    uid, gid, _ = accounts.ensure_user(user)
-    accounts.set_password(user, sudo_password)
-    accounts.ensure_sudoers(user, sudo_password is not None)
+def _operator_network(prefix: str, preferred: str | None, ours: set[str]) -> str:
+    """A /30 of 198.18.0.0/24 no root-namespace interface (but ours) uses; see
+    :func:`lab.topology.operator_network_candidates` for the order."""
+    taken = [(i, n) for i, n in network.root_ipv4_networks() if i not in ours]
+    chosen = choose_operator_network(prefix, [n for _, n in taken], preferred)
+    if chosen is None:
+        users = sorted({i for i, n in taken if n.overlaps(OPERATOR_SPACE)})
+        raise LabError(
+            f"no free /30 left in {OPERATOR_SPACE} for the operator link (used by "
+            f"{', '.join(users)}): take another lab down first"
+        )
+    return chosen
+
+
+def _build(
+    topology: Topology,
+    user: str,
+    sudo_password: str | None,
+    sd: Path,
+    preferred_network: str | None = None,
+) -> LabState:
+    # Links first: the chosen /30 is only ours once the root link carries it, and every
+    # file below (sshd_config, inventory, known_hosts) uses the bastion's address on it.
+    with held(MACHINE_LOCK):
+        chosen = _operator_network(topology.prefix, preferred_network, {topology.operator_iface})
+        topology = dataclasses.replace(topology, operator_network=chosen)
+        network.build(topology)
+        created = hosts.ensure_mount_points()
+        uid, gid, _ = accounts.ensure_user(user)
+        accounts.set_password(user, sudo_password)
+        accounts.ensure_sudoers(user, sudo_password is not None)
     operator_pub = _operator_key(sd, topology.prefix)
     hosts_text = hosts_file(topology)
     pubkeys: dict[str, str] = {}
@@ -226,7 +269,6 @@ def _build(topology: Topology, user: str, sudo_password: str | None, sd: Path) -
         files = hosts.prepare_host_dir(sd, plan, user, uid, gid, operator_pub, hosts_text)
         pubkeys[plan.name] = files.public_key
 
-    network.build(topology)
     inet = network.start_inet_service(topology, sd)
     procs = {p.name: hosts.spawn_sshd(p, hosts.host_dir(sd, p.name)) for p in topology.hosts}
     host_states: list[HostState] = []
@@ -255,7 +297,7 @@ def _build(topology: Topology, user: str, sudo_password: str | None, sd: Path) -
         sudo_password_required=sudo_password is not None,
         state_dir=sd,
         operator_iface=topology.operator_iface,
-        operator_address=OPERATOR_ADDRESS,
+        operator_address=topology.operator_address,
         hosts=host_states,
         inet=inet,
         created_paths=created,
@@ -277,9 +319,10 @@ def _check_and_repair(state: LabState, sudo_password: str | None) -> LabState | 
         return None
     if not network.root_link_ok(topo):
         return None
-    uid, gid, _ = accounts.ensure_user(state.user)
-    accounts.set_password(state.user, sudo_password)
-    accounts.ensure_sudoers(state.user, sudo_password is not None)
+    with held(MACHINE_LOCK):
+        uid, gid, _ = accounts.ensure_user(state.user)
+        accounts.set_password(state.user, sudo_password)
+        accounts.ensure_sudoers(state.user, sudo_password is not None)
     state.sudo_password_required = sudo_password is not None
 
     operator_pub = _operator_key(state.state_dir, state.prefix)
@@ -332,7 +375,8 @@ def down(
     pattern, the ``<prefix>-op`` link). Kills only processes inside the lab's own
     namespaces. Returns a summary of what it removed.
     """
-    with held():
+    validate_prefix(name_prefix)
+    with held(operation_lock(name_prefix)):
         return _down(name_prefix, user, state_dir)
 
 
@@ -340,8 +384,24 @@ def _down(name_prefix: str, user: str | None, state_dir: Path) -> dict[str, Any]
     validate_prefix(name_prefix)
     sd = _resolve_state_dir(state_dir)
     existing = load_state(sd)
-    prefixes = {name_prefix} | ({existing.prefix} if existing else set())
+    if existing is not None and existing.prefix != name_prefix and _is_live(existing):
+        # Another prefix's running lab lives in this state_dir: not ours to remove. Sweep
+        # only what ``name_prefix`` may have left behind, and leave the files alone.
+        log.info("down %s: leaving lab %s in %s alone", name_prefix, existing.prefix, sd)
+        return _sweep(name_prefix, {user} if user else set(), None, sd, remove_files=False)
     users = ({user} if user else set()) | ({existing.user} if existing else set())
+    return _sweep(name_prefix, users, existing, sd, remove_files=True)
+
+
+def _sweep(
+    name_prefix: str,
+    users: set[str],
+    existing: LabState | None,
+    sd: Path,
+    *,
+    remove_files: bool,
+) -> dict[str, Any]:
+    prefixes = {name_prefix} | ({existing.prefix} if existing else set())
 
     namespaces: list[str] = []
     present = list_namespaces()
@@ -356,19 +416,28 @@ def _down(name_prefix: str, user: str | None, state_dir: Path) -> dict[str, Any]
     for prefix in sorted(prefixes):
         network.teardown(prefix, [ns for ns in namespaces if ns.startswith(prefix + "-")])
 
-    users_removed = [u for u in sorted(users) if accounts.remove_user(u)]
+    users_removed: list[str] = []
+    dirs_removed: list[str] = []
+    with held(MACHINE_LOCK):
+        for u in sorted(users):
+            # Lab hosts share /etc/passwd: a user another running lab logs in with stays.
+            other = _labs_using_user(u, exclude=prefixes)
+            if other:
+                log.info("down %s: keeping user %s (used by %s)", name_prefix, u, other)
+            elif accounts.remove_user(u):
+                users_removed.append(u)
+        # /run/sshd and the mount points are shared by every lab on the machine: another
+        # lab's sshd needs /run/sshd for each new login, and one being built the rest.
+        if existing is not None and not _other_lab_prefixes(exclude=prefixes):
+            dirs_removed = [d for d in existing.created_paths if _remove_unused_empty_dir(d)]
 
-    for entry in STATE_ENTRIES:
+    for entry in STATE_ENTRIES if remove_files else ():
         path = sd / entry
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
 
-    dirs_removed = []
-    for d in existing.created_paths if existing else []:
-        if _remove_unused_empty_dir(d):
-            dirs_removed.append(d)
     return {
         "namespaces_removed": namespaces,
         "processes_killed": killed,
@@ -376,6 +445,34 @@ def _down(name_prefix: str, user: str | None, state_dir: Path) -> dict[str, Any]
         "mount_points_removed": dirs_removed,
         "state_dir": str(sd),
     }
+
+
+_BASTION_NAMESPACE = re.compile(r"^([a-z][a-z0-9]{0,9})-bastion$")
+
+
+def _other_lab_prefixes(exclude: set[str]) -> list[str]:
+    """Prefixes of the other labs on this machine (their bastion namespace exists).
+
+    Read-only: only looks at /run/netns names.
+    """
+    found = (_BASTION_NAMESPACE.match(ns) for ns in list_namespaces())
+    return sorted({m.group(1) for m in found if m and m.group(1) not in exclude})
+
+
+def _labs_using_user(user: str, exclude: set[str]) -> list[str]:
+    """Other running labs whose bastion sshd lets ``user`` in (they share /etc/passwd,
+    so removing or re-passwording the user would break them). Read-only."""
+    return [
+        p
+        for p in _other_lab_prefixes(exclude)
+        if user in hosts.sshd_allowed_users_in(f"{p}-bastion")
+    ]
+
+
+def _is_live(state: LabState) -> bool:
+    """Whether any namespace of a recorded lab still exists."""
+    present = set(list_namespaces())
+    return any(ns in present for ns in state.topology.namespaces)
 
 
 def _remove_unused_empty_dir(path: str) -> bool:
@@ -485,6 +582,7 @@ def status(name_prefix: str = "kbl", state_dir: Path = DEFAULT_STATE_DIR) -> dic
         sudo_password_required=state.sudo_password_required,
         operator_link=topo.operator_iface,
         operator_link_ok=link_ok,
+        operator_network=topo.operator_network,
         hosts=hosts_out,
         inet={**vars(state.inet), "running": inet_ok},
         leftover_namespaces=[ns for ns in prefix_ns if ns not in expected],

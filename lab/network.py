@@ -3,15 +3,17 @@
 Built with a handful of ``ip -batch`` runs (one for the root namespace, one per lab
 namespace, run in parallel) so a 1+60 lab is wired in well under a second.
 
-The root namespace gets exactly one thing: the ``<prefix>-op`` veth with 198.18.0.1/30
-(IPv6 address generation off, so not even a link-local route appears). No route to the
-private network is ever added there: the operator reaches nodes only by SSH through the
-bastion. No lab namespace has a route out of the machine: the bastion's default route
-points at the inet namespace, which itself has no default route.
+The root namespace gets exactly one thing: the ``<prefix>-op`` veth with the first address
+of the lab's operator /30 (198.18.0.1/30 for the default lab; each lab has its own /30 in
+198.18.0.0/24) and IPv6 address generation off, so not even a link-local route appears.
+No route to the private network is ever added there: the operator reaches nodes only by
+SSH through the bastion. No lab namespace has a route out of the machine: the bastion's
+default route points at the inet namespace, which itself has no default route.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import subprocess
@@ -23,7 +25,6 @@ from lab.netns import exec_in, ip_batch, link_exists, namespace_exists, pid_in_n
 from lab.state import InetServiceState, LabState
 from lab.topology import (
     BASTION_BRIDGE_IFACE,
-    BASTION_OPERATOR_ADDRESS,
     BASTION_OPERATOR_IFACE,
     BASTION_PRIVATE_ADDRESS,
     BASTION_UPLINK_ADDRESS,
@@ -33,7 +34,6 @@ from lab.topology import (
     INTERNET_HOST_ADDRESS,
     INTERNET_SERVICE_PORT,
     NODE_IFACE,
-    OPERATOR_ADDRESS,
     OPERATOR_PREFIXLEN,
     PRIVATE_PREFIXLEN,
     UPLINK_PREFIXLEN,
@@ -46,24 +46,40 @@ INET_SCRIPT = Path(__file__).resolve().parent / "inet_service.py"
 PARALLEL = 8
 
 
-def operator_address_holder() -> str | None:
-    """Root-namespace interface already holding 198.18.0.1, if any (another lab's link)."""
+def root_ipv4_networks() -> list[tuple[str, ipaddress.IPv4Network]]:
+    """(interface, network) of every IPv4 address in the root namespace."""
     out = run(["ip", "-o", "-4", "addr", "show"], check=False).stdout
+    found: list[tuple[str, ipaddress.IPv4Network]] = []
     for line in out.splitlines():
         fields = line.split()
-        if len(fields) >= 4 and fields[3].split("/")[0] == OPERATOR_ADDRESS:
-            return fields[1].split("@")[0]
-    return None
+        if len(fields) >= 4 and fields[2] == "inet":
+            try:
+                net = ipaddress.IPv4Interface(fields[3]).network
+            except ValueError:
+                continue
+            found.append((fields[1].split("@")[0], net))
+    return found
+
+
+def operator_network_users(network: str, ignore: set[str] | None = None) -> list[str]:
+    """Root-namespace interfaces (other than ``ignore``) whose addresses overlap ``network``."""
+    net = ipaddress.IPv4Network(network)
+    skip = ignore or set()
+    return sorted({i for i, n in root_ipv4_networks() if i not in skip and n.overlaps(net)})
 
 
 def build(topology: Topology) -> None:
-    """Create every namespace and link of a lab that does not exist yet."""
+    """Create every namespace and link of a lab that does not exist yet.
+
+    Call with :data:`lab.lock.MACHINE_LOCK` held from choosing the operator /30 until
+    this returns, so two labs being built at once cannot pick the same /30.
+    """
     op = topology.operator_iface
-    holder = operator_address_holder()
-    if holder is not None:
+    users = operator_network_users(topology.operator_network, {op})
+    if users:
         raise LabError(
-            f"{OPERATOR_ADDRESS} is already on root-namespace interface {holder!r} (another "
-            "lab?). Only one lab can be up at a time: `python -m lab down` it first"
+            f"operator network {topology.operator_network} is already used by root-namespace "
+            f"interface(s) {', '.join(users)} (another lab?)"
         )
     bastion = topology.bastion.namespace
     inet = topology.inet_namespace
@@ -79,14 +95,18 @@ def build(topology: Topology) -> None:
             f"link add name {node.bridge_port} netns {bastion} type veth "
             f"peer name {NODE_IFACE} netns {node.namespace}"
         )
-    root += [f"addr add {OPERATOR_ADDRESS}/{OPERATOR_PREFIXLEN} dev {op}", f"link set dev {op} up"]
+    root += [
+        f"addr add {topology.operator_address}/{OPERATOR_PREFIXLEN} dev {op}",
+        f"link set dev {op} up",
+    ]
     ip_batch(root)
 
     jobs: list[tuple[str, str, bool]] = []  # (namespace, batch text, set ip_forward=0)
     b = [
         "link set dev lo up",
         f"link add name {BASTION_BRIDGE_IFACE} type bridge",
-        f"addr add {BASTION_OPERATOR_ADDRESS}/{OPERATOR_PREFIXLEN} dev {BASTION_OPERATOR_IFACE}",
+        f"addr add {topology.bastion_operator_address}/{OPERATOR_PREFIXLEN} "
+        f"dev {BASTION_OPERATOR_IFACE}",
         f"link set dev {BASTION_OPERATOR_IFACE} up",
         f"addr add {BASTION_UPLINK_ADDRESS}/{UPLINK_PREFIXLEN} dev {BASTION_UPLINK_IFACE}",
         f"link set dev {BASTION_UPLINK_IFACE} up",
@@ -146,12 +166,13 @@ def teardown(topology_prefix: str, namespaces: list[str]) -> None:
 
 
 def root_link_ok(topology: Topology) -> bool:
-    """The operator veth exists, is up, and carries 198.18.0.1/30."""
+    """The operator veth exists, is up, and carries the lab's operator address (.1 of its /30)."""
     op = topology.operator_iface
     if not link_exists(op):
         return False
     out = run(["ip", "-o", "-4", "addr", "show", "dev", op], check=False).stdout
-    return f"{OPERATOR_ADDRESS}/{OPERATOR_PREFIXLEN}" in out and _flag_up(op)
+    want = f"{topology.operator_address}/{OPERATOR_PREFIXLEN}"
+    return want in out.split() and _flag_up(op)
 
 
 def _flag_up(ifname: str) -> bool:

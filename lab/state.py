@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from lab.topology import Role, Topology
+from lab.topology import Role, Topology, operator_network_of
 
 STATE_VERSION = 1
 DEFAULT_STATE_DIR = Path(__file__).resolve().parent / "state"
@@ -112,8 +112,13 @@ class LabState:
         return self.state_dir / "nornir.log"
 
     @property
+    def operator_network(self) -> str:
+        """The operator<->bastion /30 (``operator_address`` is its first host address)."""
+        return operator_network_of(self.operator_address)
+
+    @property
     def topology(self) -> Topology:
-        return Topology(self.prefix, self.control_planes, self.workers)
+        return Topology(self.prefix, self.control_planes, self.workers, self.operator_network)
 
     @property
     def bastion(self) -> HostState:
@@ -132,6 +137,7 @@ class LabState:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["state_dir"] = str(self.state_dir)
+        data["operator_network"] = self.operator_network  # derived; for readers of lab.json
         for h in data["hosts"]:
             h["host_dir"] = str(h["host_dir"])
         data["paths"] = {

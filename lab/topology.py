@@ -20,10 +20,16 @@ Role = Literal["bastion", "control_plane", "worker"]
 
 LAB_SPACE = ipaddress.IPv4Network("198.18.0.0/15")
 
-# Operator (root namespace) <-> bastion point-to-point link.
-OPERATOR_ADDRESS = "198.18.0.1"
-BASTION_OPERATOR_ADDRESS = "198.18.0.2"
+# Operator (root namespace) <-> bastion point-to-point link: one /30 per lab, inside
+# OPERATOR_SPACE. The default lab ("kbl") keeps the first /30 (these addresses) when it is
+# free; other prefixes take the first /30 no root-namespace interface uses (see
+# :func:`operator_network_candidates`), so several labs can be up at once.
+DEFAULT_PREFIX = "kbl"
+OPERATOR_SPACE = ipaddress.IPv4Network("198.18.0.0/24")
 OPERATOR_PREFIXLEN = 30
+DEFAULT_OPERATOR_NETWORK = "198.18.0.0/30"
+OPERATOR_ADDRESS = "198.18.0.1"  # the default /30's operator side
+BASTION_OPERATOR_ADDRESS = "198.18.0.2"  # the default /30's bastion side
 
 # Private network behind the bastion (a bridge inside the bastion namespace).
 PRIVATE_CIDR = "198.18.1.0/24"
@@ -83,19 +89,31 @@ class HostPlan:
 
 @dataclass(frozen=True)
 class Topology:
-    """The full plan for one lab: derived only from prefix and sizes."""
+    """The full plan for one lab: derived only from prefix, sizes and the operator /30."""
 
     prefix: str
     control_planes: int
     workers: int
+    operator_network: str = DEFAULT_OPERATOR_NETWORK
 
     def __post_init__(self) -> None:
         validate_sizes(self.prefix, self.control_planes, self.workers)
+        validate_operator_network(self.operator_network)
 
     @property
     def operator_iface(self) -> str:
         """Root-namespace end of the operator<->bastion veth (the lab's only root link)."""
         return f"{self.prefix}-op"
+
+    @property
+    def operator_address(self) -> str:
+        """The root-namespace side of the operator /30 (its first host address)."""
+        return str(ipaddress.IPv4Network(self.operator_network).network_address + 1)
+
+    @property
+    def bastion_operator_address(self) -> str:
+        """The bastion's side of the operator /30: what the inventory calls its hostname."""
+        return str(ipaddress.IPv4Network(self.operator_network).network_address + 2)
 
     @property
     def inet_namespace(self) -> str:
@@ -110,8 +128,12 @@ class Topology:
             name="bastion",
             role="bastion",
             namespace=self.namespace("bastion"),
-            addresses=(BASTION_OPERATOR_ADDRESS, BASTION_PRIVATE_ADDRESS, BASTION_UPLINK_ADDRESS),
-            ssh_address=BASTION_OPERATOR_ADDRESS,
+            addresses=(
+                self.bastion_operator_address,
+                BASTION_PRIVATE_ADDRESS,
+                BASTION_UPLINK_ADDRESS,
+            ),
+            ssh_address=self.bastion_operator_address,
             private_address=BASTION_PRIVATE_ADDRESS,
         )
 
@@ -157,6 +179,52 @@ def validate_prefix(prefix: str) -> None:
             f"invalid lab name prefix {prefix!r}: use 1-10 characters, a lowercase letter "
             "followed by lowercase letters or digits"
         )
+
+
+def validate_operator_network(network: str) -> None:
+    """The operator link must be a /30 inside OPERATOR_SPACE (198.18.0.0/24)."""
+    try:
+        net = ipaddress.IPv4Network(network)
+    except ValueError as exc:
+        raise LabError(f"invalid operator network {network!r}: {exc}") from None
+    if net.prefixlen != OPERATOR_PREFIXLEN or not net.subnet_of(OPERATOR_SPACE):
+        raise LabError(
+            f"operator network {network!r} must be a /{OPERATOR_PREFIXLEN} inside {OPERATOR_SPACE}"
+        )
+
+
+def operator_network_of(operator_address: str) -> str:
+    """The /30 an operator-side address belongs to (how lab.json records the link)."""
+    return str(ipaddress.IPv4Interface(f"{operator_address}/{OPERATOR_PREFIXLEN}").network)
+
+
+def operator_network_candidates(prefix: str, preferred: str | None = None) -> list[str]:
+    """Every /30 of OPERATOR_SPACE, in the order a lab with ``prefix`` tries them.
+
+    ``preferred`` (the /30 recorded in lab.json) comes first. The default prefix then
+    tries 198.18.0.0/30; other prefixes try it last, so the default lab keeps its
+    well-known bastion address 198.18.0.2 whenever it can.
+    """
+    nets = [str(n) for n in OPERATOR_SPACE.subnets(new_prefix=OPERATOR_PREFIXLEN)]
+    if prefix != DEFAULT_PREFIX:
+        nets = nets[1:] + nets[:1]
+    if preferred is not None:
+        validate_operator_network(preferred)
+        nets.remove(preferred)
+        nets.insert(0, preferred)
+    return nets
+
+
+def choose_operator_network(
+    prefix: str, used: list[ipaddress.IPv4Network], preferred: str | None = None
+) -> str | None:
+    """The first candidate /30 that overlaps none of ``used`` (networks of addresses on
+    root-namespace interfaces), or None when every one is taken."""
+    for candidate in operator_network_candidates(prefix, preferred):
+        net = ipaddress.IPv4Network(candidate)
+        if not any(net.overlaps(u) for u in used):
+            return candidate
+    return None
 
 
 def validate_user(user: str) -> None:

@@ -3,14 +3,21 @@
 ``lab_env`` (session scope) yields the :class:`lab.LabState` of a small lab
 (prefix ``kbt``: bastion + 1 control plane + 2 workers, user ``kbtlab``,
 passwordless sudo, state in ``lab/state/pytest-kbt/``) and always tears it down at the
-end of the session, failed tests or not. Useful fields:
+end of the session, failed tests or not. The prefix comes from the environment variable
+``KUBEBASTION_LAB_PREFIX`` (default ``kbt``; user ``<prefix>lab``, state in
+``lab/state/pytest-<prefix>/``), so two people can run the lab tests side by side::
+
+    KUBEBASTION_LAB_PREFIX=kbt2 pytest tests/lab
+
+Useful fields:
 
 - ``lab_env.nornir_config`` -> ``InitNornir(config_file=str(...))`` (absolute paths inside)
 - ``lab_env.inventory_dir``, ``lab_env.known_hosts``, ``lab_env.private_key``,
   ``lab_env.ssh_config`` (``ssh -F`` with host aliases bastion, k8s-m0, k8s-w0, ...)
 - ``lab_env.user``, ``lab_env.bastion`` / ``lab_env.nodes`` / ``lab_env.host(name)``:
   ``HostState`` with ``namespace``, ``ssh_address``, ``private_address``, ``host_dir``,
-  ``sshd_log``, ``sshd_pid``.
+  ``sshd_log``, ``sshd_pid``. The bastion's ``ssh_address`` depends on which operator /30
+  was free (``lab_env.operator_network``): never hard-code 198.18.0.2.
 
 Paths, names, addresses and the user never change during a session. Host keys and sshd
 pids can (tests of the lab itself restart sshds; the ``lab_destructive`` ones, which
@@ -21,14 +28,13 @@ them fresh with ``lab.load_state(lab_env.state_dir)`` when it matters. A test th
 (fixture ``lab_params``), which repairs the lab in place.
 
 The tests are skipped, with the reason, when not root or when network namespaces
-cannot be created here. Only one lab can be up on a machine: a second pytest session
-waits for the first (a machine-wide lock) instead of tearing its lab down.
+cannot be created here. A second pytest session with the same prefix waits for the first
+(a per-prefix lock) instead of tearing its lab down; one with another prefix runs beside it.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -36,20 +42,21 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-# The `lab` package lives at the repo root and is not part of the installed distribution.
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# The `lab` package lives at the repo root (not part of the installed distribution):
+# pyproject.toml's `pythonpath = ["."]` makes it importable.
+import lab
+from lab.lock import held, session_lock
 
-import lab  # noqa: E402
-from lab.lock import SESSION_LOCK, held  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+PREFIX_ENV = "KUBEBASTION_LAB_PREFIX"
+PREFIX = os.environ.get(PREFIX_ENV) or "kbt"
 
 LAB_PARAMS: dict[str, Any] = {
-    "name_prefix": "kbt",
+    "name_prefix": PREFIX,
     "control_planes": 1,
     "workers": 2,
-    "user": "kbtlab",
-    "state_dir": REPO / "lab" / "state" / "pytest-kbt",
+    "user": f"{PREFIX}lab",
+    "state_dir": REPO / "lab" / "state" / f"pytest-{PREFIX}",
 }
 
 
@@ -100,9 +107,13 @@ def lab_env() -> Iterator[lab.LabState]:
     reason = lab_skip_reason()
     if reason:
         pytest.skip(reason)
+    try:
+        lab.Topology(PREFIX, LAB_PARAMS["control_planes"], LAB_PARAMS["workers"])
+    except lab.LabError as exc:
+        pytest.fail(f"${PREFIX_ENV}={PREFIX!r} cannot be used: {exc}")
     with ExitStack() as stack:
         try:
-            stack.enter_context(held(SESSION_LOCK, timeout=LOCK_WAIT))
+            stack.enter_context(held(session_lock(PREFIX), timeout=LOCK_WAIT))
         except lab.LabError as exc:
             pytest.fail(f"another test session holds the lab too long ({exc}); run again later")
         # Leftovers of an interrupted earlier session would otherwise be "repaired".

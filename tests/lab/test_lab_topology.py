@@ -25,30 +25,83 @@ import pytest
 import yaml
 
 import lab
+from kubebastion.kubespray.settings import DirectorySource, settings_from
 from lab import files
 from lab.accounts import sudoers_path
+from lab.lock import held, session_lock
 from lab.netns import exec_in, link_exists, list_namespaces, pid_alive
-from lab.topology import IFNAMSIZ_MAX, LAB_SPACE, LabError, Topology, namespace_pattern
+from lab.topology import (
+    IFNAMSIZ_MAX,
+    LAB_SPACE,
+    MAX_CONTROL_PLANES,
+    MAX_WORKERS,
+    OPERATOR_SPACE,
+    LabError,
+    Topology,
+    choose_operator_network,
+    namespace_pattern,
+    operator_network_candidates,
+)
 
 URL = "http://198.19.0.1/"
 
 # --- the plan, as data (no root needed) ------------------------------------------------
 
 
-def test_full_size_plan_stays_in_the_lab_range_with_valid_names() -> None:
-    topo = Topology("kbl", 1, 60)
+@pytest.mark.parametrize("prefix", ["kbl", "kbt12", "abcdefghij"])
+def test_full_size_plan_stays_in_the_lab_range_with_valid_names(prefix: str) -> None:
+    topo = Topology(prefix, 1, 60)
     addresses = [a for h in topo.hosts for a in h.addresses]
     assert len(addresses) == len(set(addresses))
     assert all(ipaddress.IPv4Address(a) in LAB_SPACE for a in addresses)
     assert [h.name for h in topo.hosts][:3] == ["bastion", "k8s-m0", "k8s-w0"]
-    assert topo.namespace("k8s-w59") == "kbl-k8s-w59"
+    assert topo.namespace("k8s-w59") == f"{prefix}-k8s-w59"
     assert topo.nodes[-1].private_address == "198.18.1.159"
+    # Interface names (IFNAMSIZ): the root link carries the prefix, the rest are fixed.
     ifnames = [topo.operator_iface] + [n.bridge_port or "" for n in topo.nodes]
     assert all(0 < len(name) <= IFNAMSIZ_MAX for name in ifnames)
-    pattern = namespace_pattern("kbl")
+    biggest = Topology(prefix, MAX_CONTROL_PLANES, MAX_WORKERS)
+    assert max(len(n.bridge_port or "") for n in biggest.nodes) <= IFNAMSIZ_MAX
+    pattern = namespace_pattern(prefix)
     assert all(pattern.match(ns) for ns in topo.namespaces)
-    assert not pattern.match("kbl-something-else")
-    assert not pattern.match("kblx-bastion")
+    assert not pattern.match(f"{prefix}-something-else")
+    assert not pattern.match(f"{prefix}x-bastion")
+
+
+def test_operator_network_is_a_slash_30_per_lab_in_198_18_0_0_24() -> None:
+    default = Topology("kbl", 1, 1)
+    assert (default.operator_network, default.operator_address) == ("198.18.0.0/30", "198.18.0.1")
+    assert default.bastion.ssh_address == default.bastion_operator_address == "198.18.0.2"
+    other = Topology("kbt2", 1, 1, "198.18.0.12/30")
+    assert (other.operator_address, other.bastion.ssh_address) == ("198.18.0.13", "198.18.0.14")
+    assert other.bastion.addresses == ("198.18.0.14", "198.18.1.1", "198.18.2.2")
+    for bad in ("198.18.0.2/30", "198.18.0.0/29", "198.18.1.0/30", "10.0.0.0/30", "x"):
+        with pytest.raises(LabError):
+            Topology("kbt2", 1, 1, bad)
+
+
+def test_operator_network_allocation_order() -> None:
+    every = operator_network_candidates("kbl")
+    assert len(every) == 64 and len(set(every)) == 64
+    assert all(ipaddress.IPv4Network(n).subnet_of(OPERATOR_SPACE) for n in every)
+    # The default lab keeps 198.18.0.0/30; other labs take it only when nothing else is free.
+    assert every[:2] == ["198.18.0.0/30", "198.18.0.4/30"]
+    assert operator_network_candidates("kbt")[0] == "198.18.0.4/30"
+    assert operator_network_candidates("kbt")[-1] == "198.18.0.0/30"
+    assert operator_network_candidates("kbt", "198.18.0.40/30")[0] == "198.18.0.40/30"
+
+    def net(text: str) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(text)
+
+    assert choose_operator_network("kbl", []) == "198.18.0.0/30"
+    used = [net("192.0.2.0/24"), net("127.0.0.0/8"), net("198.18.0.0/30"), net("198.18.0.4/30")]
+    assert choose_operator_network("kbl", used) == "198.18.0.8/30"
+    assert choose_operator_network("kbt", used) == "198.18.0.8/30"
+    assert choose_operator_network("kbt", used, preferred="198.18.0.4/30") == "198.18.0.8/30"
+    assert choose_operator_network("kbt", used, preferred="198.18.0.20/30") == "198.18.0.20/30"
+    # Something else on the machine using a wider net in that space blocks all of it.
+    assert choose_operator_network("kbt", [net("198.18.0.0/26")]) == "198.18.0.64/30"
+    assert choose_operator_network("kbt", [net("198.18.0.0/24")]) is None
 
 
 @pytest.mark.parametrize(
@@ -87,6 +140,12 @@ def test_generated_inventory_follows_docs_inventory_md() -> None:
             "api_port": 6443,
             "private_cidr": "198.18.1.0/24",
             "egress_targets": ["198.19.0.1:80"],
+            "kubespray": {
+                "source": str(files.KUBESPRAY_STANDIN),
+                "wheelhouse": str(Path.home() / ".cache" / "kubebastion" / "wheelhouse"),
+                "ready_timeout": 60,
+            },
+            "kubespray_vars": {"supplementary_addresses_in_ssl_keys": ["198.18.1.10"]},
         },
         "connection_options": {
             "fabric": {
@@ -101,6 +160,34 @@ def test_generated_inventory_follows_docs_inventory_md() -> None:
     assert config["inventory"]["options"]["host_file"] == "/srv/lab-state/inventory/hosts.yaml"
     assert config["runner"] == {"plugin": "threaded", "options": {"num_workers": 4}}
     assert config["logging"] == {"log_file": "/srv/lab-state/nornir.log"}
+
+
+def test_lab_defaults_parse_as_kubespray_settings(tmp_path: Path) -> None:
+    """The inventory defaults are deploy-ready: kubebastion's own kubespray settings parser
+    (which rejects unknown keys) accepts them, from any folder, without overrides."""
+    defaults = yaml.safe_load(files.defaults_yaml("kblab", tmp_path))
+    settings = settings_from(defaults["data"]["kubespray"], tmp_path / "elsewhere")
+    assert settings.source == DirectorySource(files.KUBESPRAY_STANDIN)
+    assert (files.KUBESPRAY_STANDIN / "cluster.yml").is_file()
+    assert settings.wheelhouse == Path.home() / ".cache" / "kubebastion" / "wheelhouse"
+    assert settings.ready_timeout == 60.0
+    sans = defaults["data"]["kubespray_vars"]["supplementary_addresses_in_ssl_keys"]
+    assert sans == [Topology("kbl", 1, 0).nodes[0].private_address]
+
+
+def test_client_files_follow_the_operator_network() -> None:
+    topo = Topology("kbt2", 1, 1, "198.18.0.8/30")
+    hosts = yaml.safe_load(files.hosts_yaml(topo))
+    assert hosts["bastion"]["hostname"] == "198.18.0.10"
+    keys = {"bastion": "ssh-ed25519 B", "k8s-m0": "ssh-ed25519 M", "k8s-w0": "ssh-ed25519 W"}
+    assert files.known_hosts_text(topo, keys).splitlines()[:2] == [
+        "198.18.0.10 ssh-ed25519 B",
+        "198.18.1.1 ssh-ed25519 B",
+    ]
+    config = files.ssh_config_text(topo, "kbt2lab", Path("/srv/s"))
+    assert "Host bastion 198.18.0.10\n    HostName 198.18.0.10\n" in config
+    assert "ProxyJump kbt2lab@198.18.0.10" in config
+    assert "198.18.0.2" not in config
 
 
 def test_known_hosts_lists_bastion_on_both_sides_and_nodes_privately() -> None:
@@ -227,7 +314,8 @@ def test_operator_has_no_path_to_the_private_network(lab_env: lab.LabState) -> N
     lab_routes = subprocess.run(
         ["ip", "-o", "-4", "route", "show", "dev", op], capture_output=True, text=True, check=True
     ).stdout.splitlines()
-    assert [r.split()[0] for r in lab_routes] == ["198.18.0.0/30"]
+    assert [r.split()[0] for r in lab_routes] == [lab_env.operator_network]
+    assert ipaddress.IPv4Network(lab_env.operator_network).subnet_of(OPERATOR_SPACE)
     all_routes = subprocess.run(
         ["ip", "-o", "route", "show", "table", "all"], capture_output=True, text=True, check=True
     ).stdout
@@ -256,7 +344,9 @@ def test_no_lab_namespace_routes_out_of_the_machine(lab_env: lab.LabState) -> No
     # inet: only its link to the bastion; no default route, nothing back to 198.18.1.0/24.
     assert list(routes(lab_env.inet.namespace)) == ["198.18.2.0/24"]
     bastion = routes(lab_env.bastion.namespace)
-    assert sorted(bastion) == ["198.18.0.0/30", "198.18.1.0/24", "198.18.2.0/24", "default"]
+    assert sorted(bastion) == sorted(
+        [lab_env.operator_network, "198.18.1.0/24", "198.18.2.0/24", "default"]
+    )
     assert bastion["default"].startswith("default via 198.18.2.1 dev wan0")
     for node in lab_env.nodes:
         node_routes = routes(node.namespace)
@@ -337,7 +427,8 @@ def test_nornir_loads_the_generated_inventory(lab_env: lab.LabState) -> None:
     nr = InitNornir(config_file=str(lab_env.nornir_config))
     inv = nr.inventory
     assert list(inv.hosts) == ["bastion", "k8s-m0", "k8s-w0", "k8s-w1"]
-    assert inv.hosts["bastion"].hostname == "198.18.0.2"
+    assert inv.hosts["bastion"].hostname == lab_env.bastion.ssh_address
+    assert lab_env.bastion.ssh_address == lab_env.topology.bastion_operator_address
     assert inv.hosts["bastion"]["private_address"] == "198.18.1.1"
     assert inv.hosts["k8s-m0"]["jump_host"] == "bastion"
     assert [g.name for g in inv.hosts["k8s-w0"].groups] == ["workers"]
@@ -351,12 +442,18 @@ def test_nornir_loads_the_generated_inventory(lab_env: lab.LabState) -> None:
 
 
 @lab_test
-def test_lab_json_and_known_hosts_describe_the_real_hosts(lab_env: lab.LabState) -> None:
+def test_lab_json_and_known_hosts_describe_the_real_hosts(
+    lab_env: lab.LabState, lab_params: dict[str, Any]
+) -> None:
     state = current(lab_env)
+    prefix = lab_params["name_prefix"]
     data = json.loads(state.lab_json.read_text())
-    assert (data["prefix"], data["user"]) == ("kbt", "kbtlab")
+    assert (data["prefix"], data["user"]) == (prefix, lab_params["user"])
+    assert data["operator_network"] == state.operator_network
+    assert data["operator_address"] == state.topology.operator_address
     assert data["inet"] == {
-        "namespace": "kbt-inet", "address": "198.19.0.1", "port": 80, "pid": state.inet.pid,
+        "namespace": f"{prefix}-inet", "address": "198.19.0.1", "port": 80,
+        "pid": state.inet.pid,
     }  # fmt: skip
     for h in data["hosts"]:
         assert set(h) >= {"name", "role", "namespace", "addresses", "ssh_port", "sshd_pid",
@@ -367,11 +464,11 @@ def test_lab_json_and_known_hosts_describe_the_real_hosts(lab_env: lab.LabState)
             capture_output=True, text=True, check=True,
         )  # fmt: skip
         assert keygen.stdout.split()[1] == h["host_key_fingerprint"]
-    for address in ("198.18.0.2", "198.18.1.1", "198.18.1.10", "198.18.1.100"):
+    for address in (state.bastion.ssh_address, "198.18.1.1", "198.18.1.10", "198.18.1.100"):
         found = subprocess.run(["ssh-keygen", "-F", address, "-f", str(state.known_hosts)],
                                capture_output=True, text=True)  # fmt: skip
         assert found.returncode == 0, address
-    assert lab.status("kbt", state.state_dir)["healthy"] is True
+    assert lab.status(prefix, state.state_dir)["healthy"] is True
 
 
 @lab_test
@@ -463,19 +560,79 @@ def test_up_repairs_dead_processes_and_downed_links(
     assert r.stdout == "198.18.2.2\n"
 
 
+def _hostname_over_ssh(state: lab.LabState, host: str) -> str:
+    """``hostname`` through the lab's own generated ssh_config (ProxyJump via its bastion)."""
+    r = subprocess.run(
+        ["ssh", "-F", str(state.ssh_config), host, "hostname"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, f"{state.prefix} {host}: {r.stderr}"
+    return r.stdout.strip()
+
+
+@lab_test
+def test_a_second_lab_runs_beside_this_one_and_goes_down_alone(
+    lab_env: lab.LabState, lab_params: dict[str, Any]
+) -> None:
+    """Two labs at once (another prefix, its own /30, user and state_dir): both answer SSH
+    through their own bastion, and taking the second one down leaves this one working."""
+    first = current(lab_env)
+    base = lab_params["name_prefix"][:9]
+    prefix = next(base + c for c in "sz" if base + c != lab_params["name_prefix"])
+    params: dict[str, Any] = {
+        "name_prefix": prefix,
+        "control_planes": 1,
+        "workers": 1,
+        "user": f"{prefix}lab",
+        "state_dir": Path(lab_params["state_dir"]).with_name(f"pytest-{prefix}"),
+    }
+    with held(session_lock(prefix), timeout=60):
+        lab.down(prefix, params["user"], params["state_dir"])  # leftovers of an earlier run
+        # Sharing the running lab's user or state_dir is refused before anything is touched.
+        with pytest.raises(LabError, match="already serves the running lab"):
+            lab.up(**{**params, "user": first.user})
+        with pytest.raises(LabError, match="holds the running lab"):
+            lab.up(**{**params, "state_dir": first.state_dir})
+        try:
+            t0 = time.monotonic()
+            second = lab.up(**params)
+            print(f"second lab {prefix} (1+1) up in {time.monotonic() - t0:.2f}s")
+            nets = {first.operator_network, second.operator_network}
+            assert len(nets) == 2
+            assert all(ipaddress.IPv4Network(n).subnet_of(OPERATOR_SPACE) for n in nets)
+            assert second.bastion.ssh_address == second.topology.bastion_operator_address
+            assert second.bastion.ssh_address != first.bastion.ssh_address
+            for state in (first, second):
+                for host in state.hosts:
+                    assert _hostname_over_ssh(state, host.name) == host.name
+            assert lab.status(prefix, second.state_dir)["healthy"] is True
+        finally:
+            summary = lab.down(prefix, params["user"], params["state_dir"])
+    assert len(summary["namespaces_removed"]) == 4
+    assert summary["users_removed"] == [params["user"]]
+    assert not link_exists(f"{prefix}-op")
+    # The session lab is untouched: link, user, /run/sshd for new logins, every host.
+    assert lab.status(first.prefix, first.state_dir)["healthy"] is True
+    assert Path("/run/sshd").is_dir()
+    for host in first.hosts:
+        assert _hostname_over_ssh(first, host.name) == host.name
+
+
 @lab_test
 @pytest.mark.lab_destructive
 def test_up_rebuilds_a_half_built_lab(
     lab_env: lab.LabState, lab_params: dict[str, Any], client_config: Path
 ) -> None:
     state = current(lab_env)
+    prefix = lab_params["name_prefix"]
     old_pids = [h.sshd_pid for h in state.hosts]
     state.lab_json.unlink()  # as if `up` crashed before finishing
-    subprocess.run(["ip", "netns", "add", "kbt-k8s-w7"], check=True)  # a stray leftover
+    stray = f"{prefix}-k8s-w7"
+    subprocess.run(["ip", "netns", "add", stray], check=True)  # a stray leftover
     rebuilt = lab.up(**lab_params)
     assert not any(pid_alive(p) and p in [h.sshd_pid for h in rebuilt.hosts] for p in old_pids)
-    assert "kbt-k8s-w7" not in list_namespaces()
-    assert lab.status("kbt", rebuilt.state_dir)["healthy"] is True
+    assert stray not in list_namespaces()
+    assert lab.status(prefix, rebuilt.state_dir)["healthy"] is True
     assert ssh(rebuilt, "k8s-m0", "hostname", client_config).stdout.strip() == "k8s-m0"
 
 
@@ -485,21 +642,22 @@ def test_down_twice_leaves_nothing_then_up_again(
     lab_env: lab.LabState, lab_params: dict[str, Any]
 ) -> None:
     state = current(lab_env)
+    prefix, user = lab_params["name_prefix"], lab_params["user"]
     pids = [h.sshd_pid for h in state.hosts] + [state.inet.pid]
     try:
-        first = lab.down("kbt", "kbtlab", lab_params["state_dir"])
-        second = lab.down("kbt", "kbtlab", lab_params["state_dir"])
-        assert len(first["namespaces_removed"]) == 5 and first["users_removed"] == ["kbtlab"]
+        first = lab.down(prefix, user, lab_params["state_dir"])
+        second = lab.down(prefix, user, lab_params["state_dir"])
+        assert len(first["namespaces_removed"]) == 5 and first["users_removed"] == [user]
         assert second["namespaces_removed"] == [] and second["processes_killed"] == 0
-        pattern = namespace_pattern("kbt")
+        pattern = namespace_pattern(prefix)
         assert not [ns for ns in list_namespaces() if pattern.match(ns)]
-        assert not link_exists("kbt-op")
+        assert not link_exists(f"{prefix}-op")
         with pytest.raises(KeyError):
-            pwd.getpwnam("kbtlab")
-        assert not sudoers_path("kbtlab").exists()
+            pwd.getpwnam(user)
+        assert not sudoers_path(user).exists()
         assert not (state.state_dir / "hosts").exists()
         assert not state.lab_json.exists()
         assert not any(pid_alive(p) for p in pids)
-        assert lab.status("kbt", state.state_dir)["healthy"] is False
+        assert lab.status(prefix, state.state_dir)["healthy"] is False
     finally:
         lab.up(**lab_params)  # later tests (other modules) share this lab
