@@ -1,0 +1,62 @@
+"""Wall time against N per tool, one panel per workload (run with bench/.venvs/plot).
+
+Usage: plot.py RESULTS_JSON OUT_PNG
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+STYLE = {
+    "kubebastion": ("kubebastion", "tab:blue", "o", "-"),
+    "pyinfra": ("pyinfra", "tab:orange", "s", "-"),
+    "ansible": ("Ansible playbook", "tab:red", "^", "-"),
+    "ansible-raw": ("Ansible ad-hoc raw", "tab:red", "v", ":"),
+    "ansible-command": ("Ansible ad-hoc command", "tab:pink", "D", ":"),
+    "openssh": ("OpenSSH xargs -P (floor)", "tab:gray", "x", "--"),
+}
+TITLES = {"A": "A: check preflight", "B": "B: sudo read of a 5 KB file",
+          "C": "C: five commands in a row"}
+
+
+def main(results_path: Path, out: Path) -> None:
+    results: dict[str, Any] = json.loads(results_path.read_text())
+    workloads = sorted({s["workload"] for s in results["series"]})
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5.2 * len(workloads), 4.6),
+                             squeeze=False)
+    for ax, workload in zip(axes[0], workloads, strict=True):
+        for tool, (label, color, marker, line) in STYLE.items():
+            points = sorted(
+                (s["n"], statistics.median(x["wall"] for x in s["samples"]))
+                for s in results["series"]
+                if s["tool"] == tool and s["workload"] == workload and s["samples"]
+                and all(x["rc"] == 0 for x in s["samples"]))
+            if points:
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker,
+                        linestyle=line, color=color, label=label)
+        ax.set_yscale("log")
+        ax.set_title(TITLES.get(workload, workload))
+        ax.set_xlabel("N (lab nodes; hosts = N + bastion)")
+        ax.set_ylabel("wall time, s (median, log scale)")
+        ax.grid(True, which="both", alpha=0.3)
+        sizes = sorted({s["n"] for s in results["series"]})
+        ax.set_xticks(sizes)
+    axes[0][0].legend(fontsize=8)
+    m = results["machine"]
+    fig.suptitle(f"kubebastion vs peers on the lab — {m['cores']} cores, {m['cpu']}, "
+                 f"{m['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

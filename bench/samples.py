@@ -1,0 +1,76 @@
+"""Measured samples and their medians (no lab, no third-party imports: report.py uses it)."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Sample:
+    """One tool invocation: wall and CPU seconds, exit code, new logins per host."""
+
+    wall: float
+    cpu_rusage: float
+    cpu_tree: float | None
+    rc: int
+    logins: dict[str, int]
+    #: CPU of the lab hosts (their sshds, sessions and commands) during the run.
+    hosts_cpu: float | None = None
+    #: CPU the rest of the machine used during the run (other people's work): noise.
+    foreign_cpu: float | None = None
+
+
+@dataclass
+class Series:
+    """The repetitions of one tool on one workload at one lab size."""
+
+    tool: str
+    workload: str
+    n: int
+    hosts: int
+    samples: list[Sample] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.samples) and all(s.rc == 0 for s in self.samples)
+
+    @property
+    def wall(self) -> float:
+        return statistics.median(s.wall for s in self.samples)
+
+    @property
+    def cpu_rusage(self) -> float:
+        return statistics.median(s.cpu_rusage for s in self.samples)
+
+    @property
+    def cpu_tree(self) -> float | None:
+        return _median([s.cpu_tree for s in self.samples])
+
+    @property
+    def hosts_cpu(self) -> float | None:
+        return _median([s.hosts_cpu for s in self.samples])
+
+    @property
+    def foreign_load(self) -> float | None:
+        """Cores the rest of the machine kept busy during the runs (median)."""
+        return _median([s.foreign_cpu / s.wall if s.foreign_cpu is not None and s.wall
+                        else None for s in self.samples])
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def series_json(series: Series) -> dict[str, Any]:
+    return {"tool": series.tool, "workload": series.workload, "n": series.n,
+            "hosts": series.hosts, "note": series.note,
+            "samples": [asdict(s) for s in series.samples]}
+
+
+def series_from_json(data: dict[str, Any]) -> Series:
+    return Series(data["tool"], data["workload"], data["n"], data["hosts"],
+                  [Sample(**s) for s in data["samples"]], data.get("note", ""))
