@@ -18,6 +18,7 @@ import contextlib
 import http.client
 import json
 import os
+import select
 import socket
 import ssl
 import tempfile
@@ -166,31 +167,39 @@ def check_api(opener: Opener, address: str, port: int, credentials: ApiCredentia
 
 def channel_socket(channel: paramiko.Channel) -> socket.socket:
     """A real socket whose other end is pumped to and from an SSH channel, so that
-    ``ssl`` and ``http.client`` can use the channel."""
+    ``ssl`` and ``http.client`` can use the channel.
+
+    One thread does all the channel calls and ends with a single ``close()``: a
+    ``shutdown_write()`` racing a ``close()`` from another thread can put an EOF on the
+    wire after the CLOSE, and OpenSSH drops the *whole connection* for an EOF on a freed
+    channel ("ieof packet referred to nonexistent channel"), taking every node's tunnel
+    with it.
+    """
     ours, theirs = socket.socketpair()
 
-    def upstream() -> None:
+    def pump() -> None:
         try:
-            while data := theirs.recv(65536):
-                channel.sendall(data)
-            channel.shutdown_write()
+            while True:
+                readable, _, _ = select.select([theirs.fileno(), channel.fileno()], [], [])
+                if theirs.fileno() in readable:
+                    data = theirs.recv(65536)
+                    if not data:
+                        return
+                    channel.sendall(data)
+                if channel.fileno() in readable:
+                    data = channel.recv(65536)
+                    if not data:
+                        return
+                    theirs.sendall(data)
         except (OSError, EOFError, paramiko.SSHException):
-            pass
-
-    def downstream() -> None:
-        try:
-            while data := channel.recv(65536):
-                theirs.sendall(data)
-        except (OSError, EOFError, paramiko.SSHException):
-            pass
+            return
         finally:
             channel.close()
             with contextlib.suppress(OSError):
                 theirs.shutdown(socket.SHUT_RDWR)
             theirs.close()
 
-    for pump in (upstream, downstream):
-        threading.Thread(target=pump, daemon=True, name="kubebastion-tunnel").start()
+    threading.Thread(target=pump, daemon=True, name="kubebastion-tunnel").start()
     return ours
 
 
