@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 from nornir import InitNornir
 from nornir.core import Nornir
-from nornir.core.inventory import ConnectionOptions
+from nornir.core.inventory import ConnectionOptions, Inventory
+from nornir.core.state import GlobalState
 
 from kubebastion.cluster import Cluster, RawHost, build_cluster
 from kubebastion.connection import CONNECTION_NAME
@@ -81,10 +82,31 @@ def build_run(config_path: Path | str = "nornir_config.yaml", *, dry_run: bool =
         nornir = InitNornir(dry_run=dry_run, **config)
     except Exception as exc:
         raise ConfigError(f"cannot load the inventory from {config_path}: {exc}") from None
+    cluster = prepare_nornir(nornir)
+    return Run(nornir=nornir, cluster=cluster, config_path=config_path)
+
+
+def prepare_nornir(nornir: Nornir) -> Cluster:
+    """Validate a Nornir object built elsewhere (your own ``InitNornir``) and wire its SSH
+    (jump host, host names) for kubebastion's tasks; returns the cluster they take."""
     install_log_redaction()
     cluster = build_cluster(raw_hosts(nornir), dict(nornir.inventory.defaults.data))
     _wire_connections(nornir, cluster)
-    return Run(nornir=nornir, cluster=cluster, config_path=config_path)
+    _FULL_INVENTORIES[id(nornir.data)] = (nornir.data, nornir.inventory)
+    return cluster
+
+
+#: The whole inventory behind every filtered copy of a prepared Nornir object (copies
+#: share their ``data``): a step running on the bastion also reads a control plane.
+_FULL_INVENTORIES: dict[int, tuple[GlobalState, Inventory]] = {}
+
+
+def full_inventory(nornir: Nornir) -> Inventory:
+    """The unfiltered inventory of ``nornir`` (itself, if it was never prepared)."""
+    entry = _FULL_INVENTORIES.get(id(nornir.data))
+    if entry is not None and entry[0] is nornir.data:
+        return entry[1]
+    return nornir.inventory
 
 
 def _wire_connections(nornir: Nornir, cluster: Cluster) -> None:

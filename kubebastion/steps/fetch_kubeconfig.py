@@ -47,7 +47,7 @@ from kubebastion.kubespray.health import (
 from kubebastion.remote import read_file
 from kubebastion.remote_kubeconfig import MergeFunction, kubeconfig_path, write_merged
 from kubebastion.report import FAILED, HostOutcome, describe_exception, outcomes
-from kubebastion.runtime import Run
+from kubebastion.runtime import Run, full_inventory
 from kubebastion.shell import shell_for, shell_for_host
 from kubebastion.steps.verify import NodeRow, kubectl_get_nodes, list_nodes, wait_until_ready
 
@@ -95,7 +95,7 @@ def read_admin_conf(nornir: Nornir, cluster: Cluster, opener: Opener) -> AdminCo
     """admin.conf from the first control plane whose API answers; errors name them all."""
     problems = []
     for node in cluster.control_planes:
-        host = nornir.inventory.hosts[node.name]
+        host = full_inventory(nornir).hosts[node.name]
         try:
             data = read_file(shell_for_host(host, nornir.config), ADMIN_CONF, sudo=True)
         except KubeBastionError as exc:
@@ -137,7 +137,7 @@ def api_sans(nornir: Nornir, cluster: Cluster, opener: Opener, source: str
         return served_certificate_sans(opener, address, cluster.api_port), where
     except (OSError, ssl.SSLError, KubeBastionError):
         pass
-    host = nornir.inventory.hosts[source]
+    host = full_inventory(nornir).hosts[source]
     pem = read_file(shell_for_host(host, nornir.config), APISERVER_CRT, sudo=True)
     if pem is None:
         raise StepError(f"cannot read the API certificate: {address}:{cluster.api_port} "
