@@ -1,0 +1,162 @@
+"""The kubespray step end to end: prepare the bastion, let its key into the nodes, check the
+cluster, run the playbook only when needed, and check the cluster again.
+
+Each stage is a Nornir run, so the threaded runner authorizes the key on all nodes at
+once; a failed stage stops the sequence (later stages would only fail louder). The
+returned report has one row per part and host, in the order things happened.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nornir.core.task import AggregatedResult
+from nornir.core.task import Result as NornirResult
+from nornir.plugins.runners import SerialRunner
+
+from kubebastion.errors import ConfigError
+from kubebastion.kubespray.health import ClusterHealth, cluster_health
+from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent
+from kubebastion.kubespray.settings import KubespraySettings, settings_from
+from kubebastion.kubespray.sshtrust import BastionKey
+from kubebastion.report import CHANGED, FAILED, OK, HostOutcome, describe_exception
+from kubebastion.runtime import Run
+from kubebastion.secrets import redact
+from kubebastion.steps.kubespray import (
+    authorize_bastion_key,
+    operator_known_hosts_files,
+    prepare_kubespray,
+    run_kubespray_playbook,
+)
+
+HEALTH, PLAYBOOK, AUTHORIZE = "cluster health", "playbook", "authorized_keys"
+_POLL = 2.0
+
+
+@dataclass
+class KubesprayReport:
+    rows: list[HostOutcome] = field(default_factory=list)
+    playbook: PlaybookOutcome | None = None
+    health: ClusterHealth | None = None
+
+    @property
+    def failed(self) -> bool:
+        return any(r.status == FAILED for r in self.rows)
+
+    @property
+    def changed(self) -> bool:
+        return any(r.status == CHANGED for r in self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"failed": self.failed, "changed": self.changed,
+                "rows": [r.as_dict() for r in self.rows],
+                "playbook": self.playbook.as_dict() if self.playbook else None,
+                "health": self.health.as_dict() if self.health else None}
+
+
+def _row(host: str, part: str, result: NornirResult) -> HostOutcome:
+    if result.failed:
+        detail = (describe_exception(result.exception) if result.exception is not None
+                  else redact(str(result.diff or "failed")))
+        return HostOutcome(host, FAILED, detail, {"part": part})
+    status = CHANGED if result.changed else OK
+    return HostOutcome(host, status, redact(str(result.diff or "")), {"part": part})
+
+
+def _rows(results: AggregatedResult, part: str | None = None) -> list[HostOutcome]:
+    """Rows of a run: the sub-results when the task has them, else the task itself."""
+    rows = []
+    for host, multi in sorted(results.items()):
+        subs = list(multi[1:])
+        if subs:
+            rows += [_row(host, r.name or "", r) for r in subs if r.name != "facts"]
+            if multi[0].failed and not any(r.failed for r in subs):
+                rows.append(_row(host, part or multi[0].name or "", multi[0]))
+        else:
+            rows.append(_row(host, part or multi[0].name or "", multi[0]))
+    return rows
+
+
+def health_row(health: ClusterHealth) -> HostOutcome:
+    """Before the playbook the check only decides; "not up" is not a failure."""
+    detail = health.detail if health.healthy else f"not up yet: {health.detail}"
+    return HostOutcome("cluster", OK, detail, {"part": HEALTH})
+
+
+def wait_until_healthy(run: Run, timeout: float) -> ClusterHealth:
+    """Poll until every node is Ready (kubespray ends before the last kubelet reports)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        health = cluster_health(run.nornir, run.cluster)
+        if health.healthy or time.monotonic() >= deadline:
+            return health
+        time.sleep(_POLL)
+
+
+def deploy_kubespray(run: Run, settings: KubespraySettings, *,
+                     on_line: Callable[[str], None] | None = None,
+                     progress: Callable[[ProgressEvent], None] | None = None,
+                     ) -> KubesprayReport:
+    cluster, nornir = run.cluster, run.nornir
+    report = KubesprayReport()
+    bastion = cluster.bastion.name
+    node_names = {n.name for n in cluster.nodes}
+    dry_run = bool(nornir.data.dry_run)
+
+    prepared = nornir.filter(name=bastion).run(
+        task=prepare_kubespray, name="kubespray: bastion", settings=settings, cluster=cluster,
+        operator_known_hosts=operator_known_hosts_files(nornir, cluster))
+    report.rows += _rows(prepared, "prepare")
+    if prepared[bastion].failed:
+        return report
+    facts = prepared[bastion][0].result["facts"]
+    key: BastionKey = prepared[bastion][0].result["key"]
+
+    authorized = nornir.filter(filter_func=lambda h: h.name in node_names).run(
+        task=authorize_bastion_key, name=AUTHORIZE, public_key=key.public_key)
+    report.rows += _rows(authorized, AUTHORIZE)
+    if authorized.failed:
+        return report
+
+    report.health = cluster_health(nornir, cluster)
+    report.rows.append(health_row(report.health))
+    if report.health.healthy and not settings.force:
+        report.rows.append(HostOutcome(bastion, OK, "skipped: the cluster is already up and "
+                                       "healthy (--force runs it anyway)", {"part": PLAYBOOK}))
+        return report
+
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    # Serial: the playbook streams in this (the main) thread, so Ctrl-C reaches the task,
+    # which stops the remote playbook instead of leaving it running.
+    played = nornir.filter(name=bastion).with_runner(SerialRunner()).run(
+        task=run_kubespray_playbook, name=PLAYBOOK, settings=settings, cluster=cluster,
+        facts=facts, stamp=stamp, on_line=on_line, progress=progress)
+    result = played[bastion][0]
+    if isinstance(result.result, PlaybookOutcome):
+        report.playbook = result.result
+    report.rows += _rows(played, PLAYBOOK)
+    if played.failed or dry_run:
+        return report
+
+    report.health = wait_until_healthy(run, settings.ready_timeout)
+    status = OK if report.health.healthy else FAILED
+    detail = report.health.detail if report.health.healthy else (
+        f"after the playbook, within {settings.ready_timeout:g} s: {report.health.detail}")
+    report.rows.append(HostOutcome("cluster", status, detail, {"part": HEALTH}))
+    return report
+
+
+def settings_for(run: Run, *, source: str | None = None, version: str | None = None,
+                 wheelhouse: str | None = None, timeout: float | None = None,
+                 log_dir: str | None = None, force: bool = False) -> KubespraySettings:
+    """The inventory's ``kubespray:`` settings (paths relative to the config file) with
+    these overrides (paths relative to the current folder)."""
+    data = run.nornir.inventory.defaults.data.get("kubespray")
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError("kubespray (in defaults.yaml data) must be a mapping of settings")
+    return settings_from(data, run.config_path.resolve().parent, source=source,
+                         version=version, wheelhouse=wheelhouse, timeout=timeout,
+                         log_dir=log_dir, force=force)

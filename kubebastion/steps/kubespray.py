@@ -1,0 +1,324 @@
+"""Step 2, kubespray from the bastion, as Nornir tasks (each idempotent, each dry-runnable).
+
+On the bastion, ``prepare_kubespray`` runs one sub-task per part: the checkout, the venv,
+the inventory, the bastion's SSH key and the nodes' host keys. On every node,
+``authorize_bastion_key`` lets that key in. ``run_kubespray_playbook`` then runs
+``cluster.yml`` on the bastion. ``kubebastion.kubespray.deploy`` chains them and skips the
+playbook when the cluster is already healthy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from nornir.core import Nornir
+from nornir.core.task import Result, Task
+
+from kubebastion.cluster import Cluster
+from kubebastion.connection import CONNECTION_NAME
+from kubebastion.errors import RemoteCommandError, StepError
+from kubebastion.hostkeys import load_known_hosts
+from kubebastion.kubespray import playbook as pb
+from kubebastion.kubespray import source as src
+from kubebastion.kubespray import venv as venvs
+from kubebastion.kubespray import wheelhouse as wh
+from kubebastion.kubespray.bastion import FACTS_COMMAND, BastionFacts, parse_facts
+from kubebastion.kubespray.inventory import (
+    inventory_dir,
+    render_kubespray_inventory,
+    text_diff,
+)
+from kubebastion.kubespray.layout import RemoteLayout
+from kubebastion.kubespray.settings import (
+    GitSource,
+    KubespraySettings,
+    TarballSource,
+    expand_home,
+)
+from kubebastion.kubespray.sshtrust import (
+    KEY_FILE,
+    BastionKey,
+    authorize_command,
+    bastion_key_command,
+    known_hosts_text,
+    parse_bastion_key,
+)
+from kubebastion.kubespray.stream import stream_command
+from kubebastion.remote import quote, read_file, run, write_file
+from kubebastion.secrets import redact, sudo_password
+from kubebastion.shell import HostShell, shell_for
+from kubebastion.ssh_settings import SSHSettings
+
+LineHandler = Callable[[str], None]
+ProgressHandler = Callable[[pb.ProgressEvent], None]
+
+SOURCE, VENV, INVENTORY, SSH_KEY, KNOWN_HOSTS = (
+    "source", "venv", "inventory", "ssh key", "known_hosts")
+_UPLOAD_TIMEOUT = 900.0
+_PIP_TIMEOUT = 1800.0
+
+
+def gather_bastion_facts(task: Task) -> Result:
+    """Home folder, python3, machine, libc and git of the bastion user (read-only)."""
+    facts = parse_facts(run(shell_for(task), FACTS_COMMAND, timeout=60).stdout)
+    return Result(host=task.host, result=facts)
+
+
+def _upload(shell: HostShell, data: bytes) -> str:
+    """Put ``data`` in a fresh 0600 temp file on the host; returns its path."""
+    tmp = run(shell, "umask 077 && mktemp /tmp/.kubebastion-upload.XXXXXXXX").stdout.strip()
+    shell.put(data, tmp)
+    return tmp
+
+
+def ensure_kubespray_source(task: Task, settings: KubespraySettings,
+                            facts: BastionFacts) -> Result:
+    """The wanted kubespray in the checkout folder: cloned or uploaded, unless there."""
+    shell = shell_for(task)
+    checkout = RemoteLayout.of(settings, facts.home).checkout
+    wanted = src.wanted_marker(settings.source)
+    exists, current = src.parse_marker_output(run(shell, src.marker_command(checkout)).stdout)
+    if current == wanted:
+        return Result(host=task.host, result={"version": wanted.label})
+    source = settings.source
+    if isinstance(source, GitSource):
+        if not facts.git:
+            raise StepError("git is missing on the bastion: install it, or upload a local "
+                            "checkout with --source DIR|TARBALL")
+        action = f"git clone --depth 1 --branch {source.version} {source.url} {checkout}"
+    else:
+        action = f"upload {source.path} ({wanted.label}, {wanted.identity[:19]}) to {checkout}"
+    if exists:
+        was = current.label if current else "an unmarked folder"
+        action += f", replacing {was} (kept as {checkout}.previous)"
+    if task.is_dry_run():
+        return Result(host=task.host, changed=True, diff=f"would {action}")
+    if isinstance(source, GitSource):
+        result = run(shell, src.git_clone_command(source, checkout), check=False,
+                     timeout=_UPLOAD_TIMEOUT)
+        if not result.ok:
+            raise RemoteCommandError(task.host.name, f"git clone {source.url}",
+                                     result.exit_code, result.stderr)
+    else:
+        if isinstance(source, TarballSource):
+            data, strip = source.path.read_bytes(), src.tarball_strip_components(source.path)
+        else:
+            data, strip = src.directory_tarball(source.path), 0
+        archive = _upload(shell, data)
+        try:
+            run(shell, src.unpack_command(archive, checkout, strip, wanted),
+                timeout=_UPLOAD_TIMEOUT, display=f"unpack kubespray into {checkout}")
+        finally:
+            run(shell, f"rm -f {quote(archive)}", check=False)
+    return Result(host=task.host, changed=True, result={"version": wanted.label},
+                  diff=action.replace("git clone", "cloned", 1).replace("upload ", "uploaded ", 1))
+
+
+def _wanted_requirements(shell: HostShell, settings: KubespraySettings,
+                         layout: RemoteLayout) -> bytes | None:
+    local = src.local_requirements(settings.source)
+    if local is not None:
+        return local
+    return read_file(shell, venvs.requirements_path(layout.checkout))
+
+
+def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
+                          facts: BastionFacts) -> Result:
+    """A venv with kubespray's requirements, from PyPI or from an uploaded wheelhouse."""
+    shell = shell_for(task)
+    layout = RemoteLayout.of(settings, facts.home)
+    state = venvs.parse_state(run(shell, venvs.state_command(layout.venv, layout.checkout)
+                                  ).stdout)
+    requirements = _wanted_requirements(shell, settings, layout)
+    if requirements is None:
+        if task.is_dry_run():
+            return Result(host=task.host, changed=True,
+                          diff=f"would build {layout.venv} once the checkout is there")
+        raise StepError(f"{layout.checkout}/requirements.txt is missing on the bastion")
+    wanted = hashlib.sha256(requirements).hexdigest()
+    if state.built_from == wanted and state.has_ansible:
+        return Result(host=task.host, result={"requirements": wanted[:12]})
+    venvs.check_replaceable(state, layout.venv)
+    origin = (f"the wheelhouse {settings.wheelhouse}" if settings.wheelhouse else "PyPI")
+    action = (f"python3 -m venv --clear {layout.venv} && pip install -r "
+              f"{venvs.requirements_path(layout.checkout)} from {origin}")
+    if task.is_dry_run():
+        return Result(host=task.host, changed=True, diff=f"would run: {action}")
+    find_links = None
+    if settings.wheelhouse is not None:
+        find_links = _upload_wheelhouse(shell, settings.wheelhouse, requirements, facts,
+                                        layout)
+    result = run(shell, venvs.build_command(layout.venv, layout.checkout, wanted, find_links),
+                 check=False, timeout=_PIP_TIMEOUT)
+    if not result.ok:
+        raise StepError(f"{task.host.name}: building {layout.venv} failed: "
+                        f"{venvs.explain_build_failure(result.stderr + result.stdout)}")
+    return Result(host=task.host, changed=True, result={"requirements": wanted[:12]},
+                  diff=f"built {layout.venv} from {origin}")
+
+
+def _upload_wheelhouse(shell: HostShell, root: Path, requirements: bytes,
+                       facts: BastionFacts, layout: RemoteLayout) -> str:
+    local = wh.wheelhouse_for(root, requirements, facts)
+    remote = f"{layout.wheel_cache}/{wh.wheelhouse_id(local)}"
+    if run(shell, wh.remote_present_command(remote)).stdout.strip() != "present":
+        archive = _upload(shell, wh.wheelhouse_tarball(local))
+        try:
+            run(shell, wh.remote_unpack_command(archive, remote), timeout=_UPLOAD_TIMEOUT,
+                display=f"unpack the wheelhouse into {remote}")
+        finally:
+            run(shell, f"rm -f {quote(archive)}", check=False)
+    return remote
+
+
+def ensure_kubespray_inventory(task: Task, settings: KubespraySettings, facts: BastionFacts,
+                               cluster: Cluster) -> Result:
+    """``inventory/<cluster>/`` in the checkout, rendered here from our inventory."""
+    shell = shell_for(task)
+    folder = inventory_dir(RemoteLayout.of(settings, facts.home).checkout, cluster.name)
+    diffs = []
+    for relative, text in render_kubespray_inventory(cluster).items():
+        path = f"{folder}/{relative}"
+        old = read_file(shell, path)
+        diff = text_diff(None if old is None else old.decode(errors="replace"), text, path)
+        if diff:
+            diffs.append(diff)
+            write_file(shell, path, text.encode(), mode=0o644, dry_run=task.is_dry_run())
+    return Result(host=task.host, changed=bool(diffs), diff="".join(diffs),
+                  result={"inventory": f"{folder}/hosts.yaml"})
+
+
+def ensure_bastion_ssh_key(task: Task, facts: BastionFacts, comment: str) -> Result:
+    """The bastion user's ed25519 key, created without a passphrase when absent."""
+    key_path = expand_home(KEY_FILE, facts.home)
+    output = run(shell_for(task), bastion_key_command(key_path, comment,
+                                                      create=not task.is_dry_run()))
+    key = parse_bastion_key(output.stdout)
+    if key.state == "encrypted":
+        raise StepError(f"{key_path} on the bastion needs a passphrase, which ansible "
+                        "cannot type: give it none, or move it away so kubebastion makes one")
+    if key.state == "missing":
+        return Result(host=task.host, changed=True, result=key,
+                      diff=f"would create {key_path} (ssh-keygen -t ed25519 -N '')")
+    return Result(host=task.host, changed=key.created, result=key,
+                  diff=f"created {key_path}" if key.created else "")
+
+
+def operator_known_hosts_files(nornir: Nornir, cluster: Cluster) -> dict[str, Path]:
+    """Node name -> the known_hosts file its own connection verifies against (read from
+    the full inventory: a task's ``task.nornir`` only holds the filtered hosts)."""
+    files = {}
+    for node in cluster.nodes:
+        extras = nornir.inventory.hosts[node.name].get_connection_parameters(
+            CONNECTION_NAME).extras or {}
+        files[node.name] = SSHSettings.from_extras(extras).known_hosts
+    return files
+
+
+def ensure_node_host_keys(task: Task, settings: KubespraySettings, facts: BastionFacts,
+                          cluster: Cluster, operator_known_hosts: Mapping[str, Path]) -> Result:
+    """The nodes' verified host keys in the bastion's known_hosts file for ansible."""
+    shell = shell_for(task)
+    path = RemoteLayout.of(settings, facts.home).known_hosts
+    text = known_hosts_text(cluster.nodes,
+                            lambda node: load_known_hosts(operator_known_hosts[node.name]))
+    old = read_file(shell, path)
+    diff = text_diff(None if old is None else old.decode(errors="replace"), text, path)
+    if diff:
+        write_file(shell, path, text.encode(), mode=0o644, dry_run=task.is_dry_run())
+    return Result(host=task.host, changed=bool(diff), diff=diff, result={"file": path})
+
+
+def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
+                      operator_known_hosts: Mapping[str, Path]) -> Result:
+    """Everything the playbook needs on the bastion, one sub-result per part.
+    ``operator_known_hosts``: see ``operator_known_hosts_files``."""
+    facts: BastionFacts = task.run(task=gather_bastion_facts, name="facts").result
+    task.run(task=ensure_kubespray_source, name=SOURCE, settings=settings, facts=facts)
+    task.run(task=ensure_kubespray_venv, name=VENV, settings=settings, facts=facts)
+    task.run(task=ensure_kubespray_inventory, name=INVENTORY, settings=settings, facts=facts,
+             cluster=cluster)
+    key: BastionKey = task.run(task=ensure_bastion_ssh_key, name=SSH_KEY, facts=facts,
+                               comment=f"kubebastion@{cluster.bastion.name}").result
+    task.run(task=ensure_node_host_keys, name=KNOWN_HOSTS, settings=settings, facts=facts,
+             cluster=cluster, operator_known_hosts=operator_known_hosts)
+    return Result(host=task.host, result={"facts": facts, "key": key})
+
+
+def authorize_bastion_key(task: Task, public_key: str | None) -> Result:
+    """The bastion's key in this node's authorized_keys, appended once."""
+    if public_key is None:  # dry run, and the bastion has no key yet
+        return Result(host=task.host, changed=True,
+                      diff="would authorize the bastion's new key")
+    output = run(shell_for(task), authorize_command(public_key, task.is_dry_run()))
+    state = output.stdout.strip().splitlines()[-1] if output.stdout.strip() else ""
+    if state not in ("present", "added", "absent"):
+        raise StepError(f"{task.host.name}: unexpected authorized_keys output {state!r}")
+    diff = {"added": "authorized the bastion's key",
+            "absent": "would authorize the bastion's key"}.get(state, "")
+    return Result(host=task.host, changed=state != "present", diff=diff)
+
+
+def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Cluster,
+                           facts: BastionFacts, stamp: str,
+                           on_line: LineHandler | None = None,
+                           progress: ProgressHandler | None = None) -> Result:
+    """``ansible-playbook -i inventory/<cluster>/hosts.yaml cluster.yml -b`` in the venv,
+    with host key checking on, output live and in a log file on both sides."""
+    shell = shell_for(task)
+    layout = RemoteLayout.of(settings, facts.home)
+    paths = pb.playbook_paths(layout.checkout, layout.venv, layout.logs, stamp)
+    shown = pb.display_command(cluster.name, layout.venv, layout.checkout)
+    if task.is_dry_run():
+        return Result(host=task.host, changed=True, diff=f"would run: {shown}")
+    local_log = settings.log_dir / f"kubespray-{stamp}.log"
+    local_log.parent.mkdir(parents=True, exist_ok=True)
+    password = sudo_password()
+    password_file = None
+    if password is not None:
+        run(shell, f"mkdir -p {quote(layout.logs)}")
+        password_file = run(shell, f"umask 077 && mktemp {quote(layout.logs)}/.become.XXXXXXXX"
+                            ).stdout.strip()
+        shell.put(password.reveal().encode(), password_file)
+    env = pb.playbook_environment(known_hosts=layout.known_hosts, private_key=layout.key,
+                                  password_file=password_file)
+    script = pb.playbook_script(paths, cluster.name, env, settings.timeout)
+    started = time.monotonic()
+    with local_log.open("w") as log:
+        def handle(line: str) -> None:
+            log.write(line + "\n")
+            log.flush()
+            if on_line is not None:
+                on_line(line)
+            event = pb.progress_event(line)
+            if event is not None and progress is not None:
+                progress(event)
+
+        try:
+            streamed = stream_command(shell, script, handle, settings.timeout + 120)
+        except BaseException:  # Ctrl-C included: do not leave the playbook running
+            run(shell, pb.stop_command(paths.pid_file), check=False)
+            raise
+        finally:
+            if password_file is not None:
+                run(shell, f"rm -f {quote(password_file)}", check=False)
+    _copy_log(shell, paths.log, local_log)
+    outcome = pb.PlaybookOutcome(streamed.exit_code, pb.parse_playbook_output(streamed.output),
+                                 paths.log, str(local_log), time.monotonic() - started)
+    if not outcome.succeeded:
+        detail = pb.describe_failure(outcome.summary, outcome.exit_code,
+                                     f"{paths.log} (bastion), {local_log}", settings.timeout)
+        return Result(host=task.host, changed=True, failed=True, result=outcome, diff=detail)
+    return Result(host=task.host, changed=True, result=outcome, diff=outcome.recap_line())
+
+
+def _copy_log(shell: HostShell, remote: str, local: Path) -> None:
+    """Replace the streamed copy with the bastion's file (exact even if a line was lost)."""
+    try:
+        data = shell.get(remote)
+    except OSError:
+        return
+    local.write_text(redact(data.decode(errors="replace")))
