@@ -1,0 +1,394 @@
+"""`invoke kubespray` against the lab, for real (every "Done when" item of issue 4).
+
+The bastion has no internet: the kubespray stand-in (lab/kubespray) is uploaded, the venv is
+built from a wheelhouse downloaded here with pip, and cluster.yml runs from the bastion over
+real SSH to every node, with host key checking on. Tests run in file order and build on
+each other (the first deploys, later ones rerun, fail on purpose, change a host key). The
+module ends with the changed host key trusted again, because other modules share the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import lab
+from kubebastion import secrets as kb_secrets
+from kubebastion.kubespray.deploy import deploy_kubespray, settings_for
+from kubebastion.kubespray.health import cluster_health
+from kubebastion.kubespray.layout import RemoteLayout
+from kubebastion.kubespray.source import MARKER
+from kubebastion.remote import run as remote_run
+from kubebastion.runtime import build_run
+from kubebastion.shell import shell_for
+from kubebastion.steps.kubespray import gather_bastion_facts, run_kubespray_playbook
+
+pytestmark = pytest.mark.lab
+
+REPO = Path(__file__).resolve().parents[2]
+INVOKE = str(Path(sys.executable).with_name("invoke"))
+STAND_IN = REPO / "lab" / "kubespray"
+#: Kept between sessions: the wheels only depend on requirements.txt and the bastion's Python.
+WHEELHOUSE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
+SUDO_PASSWORD = "kb-lab-" + secrets.token_hex(6)  # passwordless sudo ignores it; ansible gets it
+
+
+@dataclass
+class Invocation:
+    code: int
+    document: dict[str, Any]
+    stderr: str
+    seconds: float
+
+    def rows(self, part: str) -> list[dict[str, Any]]:
+        return [r for r in self.document["rows"] if r["data"].get("part") == part]
+
+
+def write_config(state: lab.LabState, folder: Path, *, kubespray_vars: dict[str, Any] | None = None
+                 ) -> Path:
+    """The lab's inventory, plus kubespray settings (upload the stand-in, build the venv
+    from a wheelhouse) and optional kubespray_vars."""
+    folder.mkdir(parents=True, exist_ok=True)
+    inventory = folder / "inventory"
+    inventory.mkdir(exist_ok=True)
+    for name in ("hosts.yaml", "groups.yaml"):
+        (inventory / name).write_text((state.inventory_dir / name).read_text())
+    defaults = yaml.safe_load((state.inventory_dir / "defaults.yaml").read_text())
+    defaults["data"].setdefault("kubespray", {"source": str(STAND_IN),
+                                              "wheelhouse": str(WHEELHOUSE),
+                                              "ready_timeout": 60})
+    if kubespray_vars:
+        defaults["data"]["kubespray_vars"] = kubespray_vars
+    (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults))
+    config = yaml.safe_load(state.nornir_config.read_text())
+    config["inventory"]["options"] = {
+        "host_file": "inventory/hosts.yaml", "group_file": "inventory/groups.yaml",
+        "defaults_file": "inventory/defaults.yaml"}
+    config["logging"] = {"log_file": "nornir.log"}
+    path = folder / "nornir_config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def invoke_kubespray(config: Path, *args: str, timeout: float = 600) -> Invocation:
+    env = {k: v for k, v in os.environ.items() if k != kb_secrets.SUDO_PASSWORD_ENV}
+    started = time.monotonic()
+    proc = subprocess.run([INVOKE, "kubespray", "--config", str(config), "--json", *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+    seconds = time.monotonic() - started
+    try:
+        document = json.loads(proc.stdout)
+    except ValueError:
+        pytest.fail(f"no JSON from invoke kubespray (exit {proc.returncode}):\n"
+                    f"{proc.stdout}\n{proc.stderr}")
+    return Invocation(proc.returncode, document, proc.stderr, seconds)
+
+
+def as_root(state: lab.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
+    return lab.host_exec(state, host, ["sh", "-c", command], timeout=60)
+
+
+def graph_tree(text: str) -> dict[str, set[str]]:
+    """``ansible-inventory --graph`` output as parent -> children (groups keep their @)."""
+    tree: dict[str, set[str]] = {}
+    stack: list[tuple[int, str]] = []
+    for line in text.splitlines():
+        name = line.split("--", 1)[-1].strip().rstrip(":")
+        depth = line.find("|--") if "|--" in line else -1
+        while stack and stack[-1][0] >= depth:
+            stack.pop()
+        if stack:
+            tree.setdefault(stack[-1][1], set()).add(name)
+        tree.setdefault(name, set())
+        stack.append((depth, name))
+    return tree
+
+
+@pytest.fixture(scope="module")
+def config(lab_env: lab.LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab's own nornir_config.yaml when its inventory already says how to get
+    kubespray (``invoke kubespray --config lab/state/.../nornir_config.yaml``), else a copy
+    that does."""
+    defaults = yaml.safe_load((lab_env.inventory_dir / "defaults.yaml").read_text())
+    if "kubespray" in defaults.get("data", {}):
+        return lab_env.nornir_config
+    return write_config(lab_env, tmp_path_factory.mktemp("kubespray-config"))
+
+
+@pytest.fixture(scope="module")
+def first_run(lab_env: lab.LabState, config: Path) -> Iterator[Invocation]:
+    home = f"/home/{lab_env.user}"
+    for host in ("bastion", *[n.name for n in lab_env.nodes]):  # a fresh lab, for this module
+        as_root(lab_env, host, f"rm -rf {home}/kubespray {home}/kubespray.previous "
+                f"{home}/kubespray-venv {home}/kubebastion-logs {home}/.cache/kubebastion "
+                f"{home}/.ssh/id_ed25519 {home}/.ssh/id_ed25519.pub "
+                f"{home}/.ssh/kubebastion_known_hosts")
+        as_root(lab_env, host, f"sed -i '/kubebastion@bastion/d' {home}/.ssh/authorized_keys")
+    yield invoke_kubespray(config)
+
+
+def test_first_run_uploads_builds_renders_and_plays(first_run: Invocation,
+                                                    lab_env: lab.LabState) -> None:
+    print(f"first run: {first_run.seconds:.1f} s")
+    assert first_run.code == 0, json.dumps(first_run.document["rows"], indent=1)
+    source, = first_run.rows("source")
+    assert source["status"] == "changed" and str(STAND_IN) in source["detail"]
+    venv, = first_run.rows("venv")
+    assert venv["status"] == "changed" and "wheelhouse" in venv["detail"]
+    inventory, = first_run.rows("inventory")
+    assert inventory["status"] == "changed" and "hosts.yaml" in inventory["detail"]
+    assert first_run.rows("ssh key")[0]["detail"].startswith("created ")
+    assert {r["host"] for r in first_run.rows("authorized_keys")} == {
+        n.name for n in lab_env.nodes}
+    assert all(r["status"] == "changed" for r in first_run.rows("authorized_keys"))
+    playbook = first_run.document["playbook"]
+    assert playbook["exit_code"] == 0 and playbook["failed_hosts"] == []
+    assert set(playbook["recap"]) == {n.name for n in lab_env.nodes}
+    # live progress went to stderr while the JSON waited for the end
+    assert "PLAY Prepare the nodes" in first_run.stderr and "TASK " in first_run.stderr
+    health = first_run.document["health"]
+    assert health["healthy"], health
+
+
+def test_admin_conf_on_every_control_plane_and_every_node_ready(
+        first_run: Invocation, lab_env: lab.LabState) -> None:
+    for cp in [n for n in lab_env.nodes if n.role == "control_plane"]:
+        stat = as_root(lab_env, cp.name, "stat -c '%U %a' /etc/kubernetes/admin.conf")
+        assert stat.stdout.split() == ["root", "600"], stat.stderr
+    cp = next(n for n in lab_env.nodes if n.role == "control_plane")
+    deadline = time.monotonic() + 30
+    while True:  # real kubectl on the control plane, independent of kubebastion's check
+        nodes = json.loads(as_root(lab_env, cp.name, "kubectl --kubeconfig "
+                                   "/etc/kubernetes/admin.conf get nodes -o json").stdout)
+        ready = {i["metadata"]["name"] for i in nodes["items"]
+                 if any(c["type"] == "Ready" and c["status"] == "True"
+                        for c in i["status"]["conditions"])}
+        if ready == {n.name for n in lab_env.nodes} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert ready == {n.name for n in lab_env.nodes}
+
+
+def test_the_playbook_really_ran_over_ssh_from_the_bastion(first_run: Invocation,
+                                                           lab_env: lab.LabState) -> None:
+    home = f"/home/{lab_env.user}"
+    public = as_root(lab_env, "bastion", f"cat {home}/.ssh/id_ed25519.pub").stdout.split()
+    for node in lab_env.nodes:
+        keys = as_root(lab_env, node.name, f"cat {home}/.ssh/authorized_keys").stdout
+        assert f"{public[0]} {public[1]}" in keys
+        assert f"Accepted publickey for {lab_env.user} from 198.18.1.1" in node.sshd_log.read_text()
+    known = as_root(lab_env, "bastion", f"cat {home}/.ssh/kubebastion_known_hosts").stdout
+    for node in lab_env.nodes:
+        assert node.ssh_address + " ssh-ed25519 " in known
+
+
+def test_logs_on_the_bastion_and_locally(first_run: Invocation,
+                                         lab_env: lab.LabState) -> None:
+    playbook = first_run.document["playbook"]
+    local = Path(playbook["local_log"])
+    remote = as_root(lab_env, "bastion", f"cat {playbook['remote_log']}")
+    assert remote.returncode == 0 and "PLAY RECAP" in remote.stdout
+    assert local.read_text() == remote.stdout
+
+
+def test_the_sudo_password_reaches_ansible_only_as_a_file(
+        first_run: Invocation, lab_env: lab.LabState, config: Path) -> None:
+    """The playbook task with a sudo password set (the lab's sudo does not need it, so the
+    run succeeds either way): never in the script, the log or the output; the 0600 file is
+    gone afterwards."""
+    kb_secrets.set_sudo_password(SUDO_PASSWORD)
+    lines: list[str] = []
+    run = build_run(config)
+    try:
+        settings = settings_for(run, force=True)
+        bastion = run.nornir.filter(name="bastion")
+        facts = bastion.run(task=gather_bastion_facts)["bastion"][0].result
+        result = bastion.run(task=run_kubespray_playbook, settings=settings,
+                             cluster=run.cluster, facts=facts, stamp="password-test",
+                             on_line=lines.append)["bastion"][0]
+    finally:
+        run.close()
+        kb_secrets.set_sudo_password(None)
+    assert not result.failed, result.diff
+    outcome = result.result
+    remote = as_root(lab_env, "bastion", f"cat {outcome.remote_log}").stdout
+    assert "PLAY RECAP" in remote
+    for text in (remote, Path(outcome.local_log).read_text(), "\n".join(lines)):
+        assert SUDO_PASSWORD not in text
+    leftovers = as_root(lab_env, "bastion",
+                        f"ls -a /home/{lab_env.user}/kubebastion-logs").stdout.split()
+    assert not [name for name in leftovers if name.startswith(".become")]
+
+
+def test_rendered_inventory_is_accepted_by_ansible_inventory(first_run: Invocation,
+                                                             lab_env: lab.LabState) -> None:
+    home = f"/home/{lab_env.user}"
+    graph = as_root(lab_env, "bastion", f"cd {home}/kubespray && {home}/kubespray-venv/bin/"
+                    "ansible-inventory -i inventory/lab/hosts.yaml --graph")
+    assert graph.returncode == 0, graph.stderr
+    tree = graph_tree(graph.stdout)
+    workers = [n.name for n in lab_env.nodes if n.role == "worker"]
+    masters = [n.name for n in lab_env.nodes if n.role == "control_plane"]
+    assert tree["@kube_control_plane"] == set(masters)
+    assert tree["@etcd"] == set(masters)
+    assert tree["@kube_node"] == set(workers)
+    assert tree["@k8s_cluster"] == {"@kube_control_plane", "@kube_node", "@calico_rr"}
+    host_vars = json.loads(as_root(lab_env, "bastion", f"cd {home}/kubespray && "
+                                   f"{home}/kubespray-venv/bin/ansible-inventory -i "
+                                   f"inventory/lab/hosts.yaml --host {workers[0]}").stdout)
+    worker = lab_env.host(workers[0])
+    assert host_vars["ansible_host"] == host_vars["ip"] == host_vars["access_ip"] == (
+        worker.ssh_address)
+
+
+def test_second_run_changes_nothing_and_skips_the_playbook(first_run: Invocation,
+                                                           config: Path) -> None:
+    second = invoke_kubespray(config)
+    print(f"second run: {second.seconds:.1f} s")
+    assert second.code == 0, second.document
+    assert second.document["changed"] is False
+    assert all(r["status"] == "ok" for r in second.document["rows"]), second.document["rows"]
+    playbook_row, = second.rows("playbook")
+    assert playbook_row["detail"].startswith("skipped: the cluster is already up")
+    assert second.document["playbook"] is None
+    assert second.seconds < 20
+
+
+def test_dry_run_shows_the_inventory_diff_and_commands_and_changes_nothing(
+        first_run: Invocation, lab_env: lab.LabState, tmp_path: Path) -> None:
+    changed = write_config(lab_env, tmp_path, kubespray_vars={
+        "supplementary_addresses_in_ssl_keys": ["198.18.1.10", "198.18.0.2"]})
+    path = f"/home/{lab_env.user}/kubespray/inventory/lab/group_vars/all/kubebastion.yml"
+    before = as_root(lab_env, "bastion", f"sha256sum {path}").stdout
+    dry = invoke_kubespray(changed, "--dry-run", "--force")
+    assert dry.code == 0, dry.document
+    inventory, = dry.rows("inventory")
+    assert inventory["status"] == "changed"
+    assert "+- 198.18.0.2\n" in inventory["detail"]
+    playbook, = dry.rows("playbook")
+    assert playbook["detail"].startswith("would run: cd ") and "cluster.yml -b" in (
+        playbook["detail"])
+    assert as_root(lab_env, "bastion", f"sha256sum {path}").stdout == before
+
+
+def test_failing_playbook_names_host_and_task_and_keeps_the_log(
+        first_run: Invocation, lab_env: lab.LabState, config: Path, tmp_path: Path) -> None:
+    victim = [n.name for n in lab_env.nodes if n.role == "worker"][-1]
+    failing = write_config(lab_env, tmp_path, kubespray_vars={"lab_fail_on_host": victim})
+    result = invoke_kubespray(failing, "--force")
+    assert result.code == 1
+    row, = result.rows("playbook")
+    assert row["status"] == "failed"
+    assert f"{victim} failed at task [lab: injected failure]" in row["detail"]
+    assert f"injected failure for {victim}" in row["detail"]
+    playbook = result.document["playbook"]
+    assert playbook["failed_hosts"] == [victim]
+    assert Path(playbook["local_log"]).is_file()
+    assert playbook["remote_log"] in row["detail"]
+    assert as_root(lab_env, "bastion", f"test -s {playbook['remote_log']}").returncode == 0
+    # the next normal run puts the inventory back (and the healthy cluster is left alone)
+    restored = invoke_kubespray(config)
+    assert restored.code == 0, restored.document
+    assert restored.rows("inventory")[0]["status"] == "changed"
+
+
+def test_ansible_refuses_a_node_whose_host_key_is_not_the_verified_one(
+        first_run: Invocation, lab_env: lab.LabState, config: Path) -> None:
+    """The bastion's known_hosts is the only trust ansible has: give it a wrong key for
+    one node and the playbook must fail on that node (kubespray's ansible.cfg alone would
+    have accepted anything)."""
+    victim = lab_env.nodes[-1]
+    home = f"/home/{lab_env.user}"
+    wrong = "AAAAC3NzaC1lZDI1NTE5AAAAIOt5w0vVJd0MBxRXfZ0T1ZbnAHn1J1lLPsPa0XN7CmHq"
+    as_root(lab_env, "bastion", f"sed -i 's|^{victim.ssh_address} ssh-ed25519 .*|"
+            f"{victim.ssh_address} ssh-ed25519 {wrong}|' {home}/.ssh/kubebastion_known_hosts")
+    # ansible's ssh masters of the earlier runs (ControlPersist) would skip the new check:
+    # ask each to exit through its own control socket
+    as_root(lab_env, "bastion", f"for s in {home}/.ansible/cp/*; do [ -S \"$s\" ] && "
+            "ssh -O exit -o ControlPath=\"$s\" lab 2>/dev/null; done; true")
+    run = build_run(config)
+    try:
+        settings = settings_for(run, force=True)
+        bastion = run.nornir.filter(name="bastion")
+        facts = bastion.run(task=gather_bastion_facts)["bastion"][0].result
+        result = bastion.run(task=run_kubespray_playbook, settings=settings,
+                             cluster=run.cluster, facts=facts, stamp="hostkey-test")
+    finally:
+        run.close()
+    outcome = result["bastion"][0]
+    assert outcome.failed
+    assert victim.name in outcome.result.summary.failed_hosts
+    failure = next(f for f in outcome.result.summary.decisive_failures()
+                   if f.host == victim.name)
+    log = Path(outcome.result.local_log).read_text()
+    assert failure.unreachable and "Host key verification failed" in failure.message, log
+    assert f"{victim.name} unreachable at task" in outcome.diff
+
+
+def test_a_node_whose_host_key_changed_fails_the_run_naming_it(
+        first_run: Invocation, lab_env: lab.LabState, config: Path) -> None:
+    victim = lab_env.nodes[-1].name
+    lab.replace_host_key(lab_env, victim)
+    try:
+        result = invoke_kubespray(config, "--force")
+        assert result.code == 1
+        failed = [r for r in result.document["rows"] if r["status"] == "failed"]
+        assert [r["host"] for r in failed] == [victim]
+        assert "HOST KEY CHANGED" in failed[0]["detail"]
+        assert result.document["playbook"] is None  # it never started
+    finally:
+        lab.replace_host_key(lab_env, victim, update_known_hosts=True)
+    # trusted again (the operator verified the new key): the run repairs the bastion's copy
+    repaired = invoke_kubespray(config)
+    assert repaired.code == 0, repaired.document
+    assert repaired.rows("known_hosts")[0]["status"] == "changed"
+
+
+def test_library_api_second_run_reports_no_change(first_run: Invocation, config: Path,
+                                                  lab_env: lab.LabState) -> None:
+    run = build_run(config)
+    try:
+        started = time.monotonic()
+        report = deploy_kubespray(run, settings_for(run))
+        seconds = time.monotonic() - started
+        health = cluster_health(run.nornir, run.cluster)
+        layout = RemoteLayout.of(settings_for(run), f"/home/{lab_env.user}")
+        bastion = run.nornir.filter(name="bastion")
+        marker = bastion.run(task=lambda task: remote_run(
+            shell_for(task), f"cat {layout.checkout}/{MARKER}").stdout)["bastion"][0].result
+    finally:
+        run.close()
+    print(f"library rerun: {seconds:.1f} s")
+    assert not report.changed and not report.failed, report.as_dict()
+    sshd_log = lab_env.bastion.sshd_log.read_text()[-3000:]
+    assert health.healthy and health.ready == tuple(n.name for n in lab_env.nodes), (
+        health, sshd_log)
+    assert json.loads(marker)["kind"] == "directory"
+
+
+def test_repeated_health_checks_keep_the_bastion_connection(first_run: Invocation,
+                                                            config: Path) -> None:
+    """Each check opens and closes a tunnel over the one bastion connection; a badly closed
+    channel once made OpenSSH drop that connection (and every node's with it) about one
+    check in seventy."""
+    run = build_run(config)
+    try:
+        results = [cluster_health(run.nornir, run.cluster) for _ in range(100)]
+        transport = run.nornir.inventory.hosts["bastion"].get_connection(
+            "fabric", run.nornir.config).client.get_transport()
+        assert transport is not None and transport.is_active()
+    finally:
+        run.close()
+    assert [h.detail for h in results if not h.healthy] == []
