@@ -189,7 +189,7 @@ def deploy(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
     from kubebastion.deploy import deploy as run_deploy
     from kubebastion.kubespray.deploy import settings_for
     from kubebastion.kubespray.display import ProgressPrinter
-    from kubebastion.progress import HostProgress, StepProgress, summary_table
+    from kubebastion.progress import HostProgress, StepProgress, print_diffs, summary_table
 
     _password_prompt(ask_sudo_password)
     selected = select_steps(steps, skip)
@@ -208,6 +208,8 @@ def deploy(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
     if json:
         print_json(report.as_dict())
     else:
+        if report.dry_run:
+            print_diffs(report, console)
         console.print(summary_table(report))
         console.print(f"total {report.seconds:.1f} s"
                       + (" (dry run: nothing was changed)" if report.dry_run else ""))

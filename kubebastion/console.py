@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +17,18 @@ from kubebastion.secrets import redact
 
 STATUS_STYLE = {OK: "green", CHANGED: "yellow", FAILED: "bold red", SKIPPED: "dim"}
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+
+def _width(stream: object) -> int | None:
+    """Rich assumes 80 columns off a terminal; logs and CI are wider than that."""
+    isatty = getattr(stream, "isatty", None)
+    if callable(isatty) and isatty():
+        return None
+    return int(os.environ.get("COLUMNS", "140"))
+
+
+console = Console(highlight=False, width=_width(sys.stdout))
+err_console = Console(stderr=True, highlight=False, width=_width(sys.stderr))
 
 
 def print_json(document: Any) -> None:
