@@ -63,7 +63,10 @@ def _row(host: str, part: str, result: NornirResult) -> HostOutcome:
                   else redact(str(result.diff or "failed")))
         return HostOutcome(host, FAILED, detail, {"part": part})
     status = CHANGED if result.changed else OK
-    return HostOutcome(host, status, redact(str(result.diff or "")), {"part": part})
+    detail = str(result.diff or "")
+    if not detail and isinstance(result.result, dict):
+        detail = str(result.result.get("summary", ""))
+    return HostOutcome(host, status, redact(detail), {"part": part})
 
 
 def _rows(results: AggregatedResult, part: str | None = None) -> list[HostOutcome]:

@@ -82,7 +82,8 @@ def ensure_kubespray_source(task: Task, settings: KubespraySettings,
     wanted = src.wanted_marker(settings.source)
     exists, current = src.parse_marker_output(run(shell, src.marker_command(checkout)).stdout)
     if current == wanted:
-        return Result(host=task.host, result={"version": wanted.label})
+        return Result(host=task.host, result={"version": wanted.label,
+                                              "summary": f"{wanted.label} already there"})
     source = settings.source
     if isinstance(source, GitSource):
         if not facts.git:
@@ -140,7 +141,9 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
         raise StepError(f"{layout.checkout}/requirements.txt is missing on the bastion")
     wanted = hashlib.sha256(requirements).hexdigest()
     if state.built_from == wanted and state.has_ansible:
-        return Result(host=task.host, result={"requirements": wanted[:12]})
+        return Result(host=task.host, result={
+            "requirements": wanted[:12],
+            "summary": f"built from these requirements (sha256 {wanted[:12]})"})
     venvs.check_replaceable(state, layout.venv)
     origin = (f"the wheelhouse {settings.wheelhouse}" if settings.wheelhouse else "PyPI")
     action = (f"python3 -m venv --clear {layout.venv} && pip install -r "
@@ -188,7 +191,8 @@ def ensure_kubespray_inventory(task: Task, settings: KubespraySettings, facts: B
             diffs.append(diff)
             write_file(shell, path, text.encode(), mode=0o644, dry_run=task.is_dry_run())
     return Result(host=task.host, changed=bool(diffs), diff="".join(diffs),
-                  result={"inventory": f"{folder}/hosts.yaml"})
+                  result={"inventory": f"{folder}/hosts.yaml",
+                          "summary": f"{folder} up to date"})
 
 
 def ensure_bastion_ssh_key(task: Task, facts: BastionFacts, comment: str) -> Result:
@@ -201,9 +205,10 @@ def ensure_bastion_ssh_key(task: Task, facts: BastionFacts, comment: str) -> Res
         raise StepError(f"{key_path} on the bastion needs a passphrase, which ansible "
                         "cannot type: give it none, or move it away so kubebastion makes one")
     if key.state == "missing":
-        return Result(host=task.host, changed=True, result=key,
+        return Result(host=task.host, changed=True, result={"key": key},
                       diff=f"would create {key_path} (ssh-keygen -t ed25519 -N '')")
-    return Result(host=task.host, changed=key.created, result=key,
+    return Result(host=task.host, changed=key.created,
+                  result={"key": key, "summary": f"{key_path} exists"},
                   diff=f"created {key_path}" if key.created else "")
 
 
@@ -229,7 +234,8 @@ def ensure_node_host_keys(task: Task, settings: KubespraySettings, facts: Bastio
     diff = text_diff(None if old is None else old.decode(errors="replace"), text, path)
     if diff:
         write_file(shell, path, text.encode(), mode=0o644, dry_run=task.is_dry_run())
-    return Result(host=task.host, changed=bool(diff), diff=diff, result={"file": path})
+    return Result(host=task.host, changed=bool(diff), diff=diff,
+                  result={"file": path, "summary": f"{path} up to date"})
 
 
 def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
@@ -242,7 +248,7 @@ def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
     task.run(task=ensure_kubespray_inventory, name=INVENTORY, settings=settings, facts=facts,
              cluster=cluster)
     key: BastionKey = task.run(task=ensure_bastion_ssh_key, name=SSH_KEY, facts=facts,
-                               comment=f"kubebastion@{cluster.bastion.name}").result
+                               comment=f"kubebastion@{cluster.bastion.name}").result["key"]
     task.run(task=ensure_node_host_keys, name=KNOWN_HOSTS, settings=settings, facts=facts,
              cluster=cluster, operator_known_hosts=operator_known_hosts)
     return Result(host=task.host, result={"facts": facts, "key": key})
@@ -259,7 +265,8 @@ def authorize_bastion_key(task: Task, public_key: str | None) -> Result:
         raise StepError(f"{task.host.name}: unexpected authorized_keys output {state!r}")
     diff = {"added": "authorized the bastion's key",
             "absent": "would authorize the bastion's key"}.get(state, "")
-    return Result(host=task.host, changed=state != "present", diff=diff)
+    return Result(host=task.host, changed=state != "present", diff=diff,
+                  result={"summary": "the bastion's key is authorized"})
 
 
 def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Cluster,
