@@ -8,7 +8,6 @@ from rich.markup import escape
 from kubebastion.console import outcome_table
 from kubebastion.kubespray.deploy import KubesprayReport
 from kubebastion.kubespray.playbook import ProgressEvent
-from kubebastion.report import HostOutcome
 
 _STYLE = {"play": "bold", "task": "", "handler": "", "failure": "bold red",
           "recap": "bold", "error": "bold red"}
@@ -30,5 +29,4 @@ class ProgressPrinter:
 
 
 def print_report(report: KubesprayReport, console: Console) -> None:
-    rows = [HostOutcome(r.host, r.status, escape(r.detail), r.data) for r in report.rows]
-    console.print(outcome_table("kubespray", rows, ["part"]))
+    console.print(outcome_table("kubespray", report.rows, ["part"]))

@@ -57,7 +57,8 @@ def operator_logins(state: lab.LabState) -> dict[str, int]:
     fingerprint = subprocess.run(["ssh-keygen", "-lf", str(state.private_key)],
                                  capture_output=True, text=True, check=True).stdout.split()[1]
     fresh = lab.load_state(state.state_dir)
-    return {h.name: Path(h.sshd_log).read_text().count(fingerprint)
+    return {h.name: sum(1 for line in Path(h.sshd_log).read_text().splitlines()
+                        if "Accepted publickey" in line and fingerprint in line)
             for h in [fresh.bastion, *fresh.nodes]}
 
 

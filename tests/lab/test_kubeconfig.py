@@ -238,7 +238,8 @@ def test_a_node_whose_agent_stopped_times_out_by_name(lab_env: lab.LabState,
                                                       config: Path) -> None:
     worker = next(n for n in lab_env.nodes if n.role == "worker")
     stopped = as_root(lab_env, worker.name,
-                      "kill $(cat /etc/kubernetes/lab/agent.pid) && echo stopped")
+                      "kill $(python3 -c 'import json; print(json.load(open("
+                      "\"/etc/kubernetes/lab/agent.pid\"))[\"pid\"])') && echo stopped")
     assert "stopped" in stopped.stdout, stopped.stderr
     try:
         result = invoke("fetch-kubeconfig", "--config", str(config), "--timeout", "15")
