@@ -220,6 +220,8 @@ def _run_step(name: str, run: Run, options: DeployOptions,
         report.context = str(fetched.rows[0].data.get("context", ""))
         report.kubeconfig = str(fetched.rows[0].data.get("path", ""))
     extra: dict[str, Any] = {}
+    if fetched.health is not None:
+        extra["health"] = fetched.health.as_dict()
     if fetched.nodes:
         extra["nodes"] = [vars(n) for n in fetched.nodes]
     if fetched.kubectl:

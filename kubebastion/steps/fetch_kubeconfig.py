@@ -64,6 +64,7 @@ class AdminConf:
     control_plane: str
     text: str
     credentials: ApiCredentials
+    health: ClusterHealth
 
     def __repr__(self) -> str:
         return f"AdminConf(control_plane={self.control_plane!r}, ***)"
@@ -80,10 +81,13 @@ class FetchOutcome:
     local_server: str = ""
     local_backup: str = ""
     credentials: ApiCredentials | None = field(default=None, repr=False, compare=False)
+    #: What the API said when admin.conf was read (saves a second look when all is Ready).
+    health: ClusterHealth | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, str]:
         data = asdict(self)
         data.pop("credentials")
+        data.pop("health")
         return data
 
 
@@ -105,11 +109,12 @@ def read_admin_conf(nornir: Nornir, cluster: Cluster, opener: Opener) -> AdminCo
             problems.append(f"{node.name}: no {ADMIN_CONF} (has kubespray run?)")
             continue
         credentials = admin_credentials(data.decode(), f"{node.name}:{ADMIN_CONF}")
-        health = check_api(opener, node.access_ip, cluster.api_port, credentials, [])
-        if not health.api_version and not health.healthy:
+        health = check_api(opener, node.access_ip, cluster.api_port, credentials,
+                           [n.name for n in cluster.nodes])
+        if not health.api_version:
             problems.append(f"{node.name}: API not answering: {health.detail}")
             continue
-        return AdminConf(node.name, data.decode(), credentials)
+        return AdminConf(node.name, data.decode(), credentials, health)
     raise StepError("no healthy control plane to take admin.conf from:\n  "
                     + "\n  ".join(problems))
 
@@ -237,7 +242,8 @@ def fetch_kubeconfig(task: Task, cluster: Cluster, context: str | None = None,
             diff += f"\n{local_path}: context {name} -> {local_server} (tls-server-name "\
                     f"{tls_name})\n"
     outcome = FetchOutcome(name, path, server, admin.control_plane, backup or "",
-                           local_path or "", local_server, local_backup, admin.credentials)
+                           local_path or "", local_server, local_backup, admin.credentials,
+                           admin.health)
     return Result(host=task.host, result=outcome, changed=changed, diff=diff)
 
 
@@ -282,14 +288,18 @@ def run_fetch_kubeconfig(run: Run, *, context: str | None = None, switch: bool =
     opener = bastion_opener(run.nornir, cluster)
     address = cluster.api_server_address
     expected = [n.name for n in cluster.nodes]
-    report.health = wait_until_ready(opener, address, cluster.api_port, outcome.credentials,
-                                     expected, ready_timeout)
+    if outcome.health is not None and outcome.health.healthy:
+        report.health = outcome.health
+    else:
+        report.health = wait_until_ready(opener, address, cluster.api_port,
+                                         outcome.credentials, expected, ready_timeout)
     if not report.health.healthy:
         rows[0] = HostOutcome(bastion, FAILED,
                               f"nodes not Ready after {ready_timeout:g} s: "
                               f"{report.health.detail}", rows[0].data)
         return report
-    report.nodes = list_nodes(opener, address, cluster.api_port, outcome.credentials)
-    shell = shell_for_host(run.nornir.inventory.hosts[bastion], run.nornir.config)
+    shell = shell_for_host(full_inventory(run.nornir).hosts[bastion], run.nornir.config)
     report.kubectl = kubectl_get_nodes(shell, outcome.context)
+    if report.kubectl is None:  # no kubectl on the bastion: the same table from the API
+        report.nodes = list_nodes(opener, address, cluster.api_port, outcome.credentials)
     return report

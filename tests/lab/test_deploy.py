@@ -100,8 +100,8 @@ def test_deploy_a_fresh_lab_then_rerun_changes_nothing(fresh: lab.LabState,
         logins_after, 1), "one login per host per deploy"
     assert "==> kubespray" in stderr and "TASK " in stderr  # live progress
     fetched = next(s for s in first["steps"] if s["name"] == "fetch-kubeconfig")
-    assert {n["name"] for n in fetched["extra"]["nodes"]} == {n.name for n in fresh.nodes}
-    assert all(n["status"] == "Ready" for n in fetched["extra"]["nodes"])
+    health = fetched["extra"]["health"]
+    assert health["healthy"] and set(health["ready"]) == {n.name for n in fresh.nodes}
     kubectl = lab.host_exec(fresh, "bastion", ["su", "-", fresh.user, "-c",
                                                 "kubectl get nodes"], timeout=60)
     assert kubectl.returncode == 0 and all(n.name in kubectl.stdout for n in fresh.nodes)
