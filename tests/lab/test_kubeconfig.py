@@ -241,7 +241,13 @@ def test_a_node_whose_agent_stopped_times_out_by_name(lab_env: lab.LabState,
                       "kill $(python3 -c 'import json; print(json.load(open("
                       "\"/etc/kubernetes/lab/agent.pid\"))[\"pid\"])') && echo stopped")
     assert "stopped" in stopped.stdout, stopped.stderr
+    cp = next(n.name for n in lab_env.nodes if n.role == "control_plane")
     try:
+        deadline = time.monotonic() + 60  # the API's grace period runs out first
+        while "NotReady" not in as_root(lab_env, cp, "kubectl --kubeconfig /etc/kubernetes/"
+                                        f"admin.conf get node {worker.name}").stdout:
+            assert time.monotonic() < deadline, f"{worker.name} never turned NotReady"
+            time.sleep(1)
         result = invoke("fetch-kubeconfig", "--config", str(config), "--timeout", "15")
         assert result.returncode == 1
         message = result.stdout + result.stderr
