@@ -22,11 +22,19 @@ from lab.hosts import host_exec, replace_host_key, restart_sshd
 from lab.lifecycle import down, netns_usable, preflight, status, up, write_client_files
 from lab.netns import exec_in
 from lab.network import http_get_from, link_down, link_up, reset_bastion_egress
-from lab.state import DEFAULT_STATE_DIR, HostState, InetServiceState, LabState, load_state
+from lab.state import (
+    DEFAULT_STATE_DIR,
+    HIDDEN_IN_HOSTS,
+    HostState,
+    InetServiceState,
+    LabState,
+    load_state,
+)
 from lab.topology import LabError, Topology
 
 __all__ = [
     "DEFAULT_STATE_DIR",
+    "HIDDEN_IN_HOSTS",
     "HostState",
     "InetServiceState",
     "LabError",

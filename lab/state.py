@@ -18,7 +18,21 @@ from typing import Any, cast
 from lab.topology import Role, Topology, operator_network_of
 
 STATE_VERSION = 1
-DEFAULT_STATE_DIR = Path(__file__).resolve().parent / "state"
+#: Lab hosts bind-mount their own copies over these: a state dir below one of them would
+#: be hidden from the hosts' sshds (a checkout under /tmp or /root, for instance).
+HIDDEN_IN_HOSTS = ("/home", "/root", "/tmp")  # noqa: S108 - paths compared, not used
+
+
+def _default_state_dir() -> Path:
+    """``lab/state`` in the checkout, or /var/lib/kubebastion-lab when the checkout sits
+    where lab hosts cannot see it."""
+    in_checkout = Path(__file__).resolve().parent / "state"
+    if any(in_checkout.is_relative_to(p) for p in HIDDEN_IN_HOSTS):
+        return Path("/var/lib/kubebastion-lab/state")
+    return in_checkout
+
+
+DEFAULT_STATE_DIR = _default_state_dir()
 
 
 @dataclass

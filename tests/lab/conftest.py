@@ -56,7 +56,7 @@ LAB_PARAMS: dict[str, Any] = {
     "control_planes": 1,
     "workers": 2,
     "user": f"{PREFIX}lab",
-    "state_dir": REPO / "lab" / "state" / f"pytest-{PREFIX}",
+    "state_dir": lab.DEFAULT_STATE_DIR / f"pytest-{PREFIX}",
 }
 
 
