@@ -344,8 +344,8 @@ def write_openssh_files(setup: Setup) -> None:
         path.chmod(0o755)
 
 
-def write_setup(state: lab.LabState, n: int) -> Setup:
-    d = WORK / f"n{n}"
+def write_setup(state: lab.LabState, n: int, tag: str) -> Setup:
+    d = WORK / f"n{n}-{tag}"
     if d.exists():
         shutil.rmtree(d)
     d.mkdir(parents=True)
@@ -397,34 +397,46 @@ def tool_command(tool: str, workload: str, setup: Setup) -> tuple[list[str], Pat
     raise ValueError(tool)
 
 
-def run_series(tool: str, workload: str, setup: Setup, n: int, reps: int,
-               note: str = "") -> Series | None:
-    command = tool_command(tool, workload, setup)
-    if command is None:
-        return None
-    argv, cwd = command
-    series = Series(tool, workload, n, len(setup.host_names), note=note)
-    for rep in range(reps):
-        cp_dir = Path(tempfile.mkdtemp(prefix="kbb-cp-"))
-        env = {**os.environ, "KBB_CP_DIR": str(cp_dir),
-               "ANSIBLE_CONFIG": str(setup.dir / "ansible" / "ansible.cfg"),
-               "ANSIBLE_LOCAL_TEMP": str(setup.dir / "ansible" / "tmp"),
-               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cp_dir),
-               "PYTHONDONTWRITEBYTECODE": "0"}
-        log = setup.dir / "logs" / f"{tool}-{workload}-{rep}.log"
-        sample = measure(argv, env=env, cwd=cwd, log=log, state=setup.state, timeout=600,
-                         after=partial(exit_masters, cp_dir))
+def run_interleaved(tools: list[str], workload: str, setup: Setup, n: int,
+                    reps: dict[str, int], note: dict[str, str]) -> list[Series]:
+    """Run the tools on one workload, repetition by repetition (tool A, tool B, ..., then
+    again), so slow drifts of the shared machine's load spread over every tool alike."""
+    series: dict[str, Series] = {}
+    commands: dict[str, tuple[list[str], Path]] = {}
+    for tool in tools:
+        command = tool_command(tool, workload, setup)
+        if command is not None:
+            commands[tool] = command
+            series[tool] = Series(tool, workload, n, len(setup.host_names),
+                                  note=note.get(tool, ""))
+    for rep in range(max((reps[t] for t in commands), default=0)):
+        for tool, (argv, cwd) in commands.items():
+            if rep >= reps[tool]:
+                continue
+            sample = run_once(argv, cwd, setup, setup.dir / "logs" / f"{tool}-{workload}-{rep}.log")
+            series[tool].samples.append(sample)
+            status = "ok" if sample.rc == 0 else f"FAILED rc={sample.rc}"
+            print(f"  N={n} {workload} {tool:16} rep {rep + 1}/{reps[tool]}: "
+                  f"{sample.wall:6.2f} s wall, cpu {sample.cpu_rusage:.2f}/"
+                  f"{_fmt(sample.cpu_tree)} s, hosts {_fmt(sample.hosts_cpu)} s, "
+                  f"other {_fmt(sample.foreign_cpu)} s, logins {_login_text(sample)} {status}",
+                  flush=True)
+    return list(series.values())
+
+
+def run_once(argv: list[str], cwd: Path, setup: Setup, log: Path) -> Sample:
+    """One measured invocation with its own ssh ControlPath directory (no run reuses
+    another's connections); whatever masters it left are told to exit afterwards."""
+    cp_dir = Path(tempfile.mkdtemp(prefix="kbb-cp-"))
+    env = {**os.environ, "KBB_CP_DIR": str(cp_dir),
+           "ANSIBLE_CONFIG": str(setup.dir / "ansible" / "ansible.cfg"),
+           "ANSIBLE_LOCAL_TEMP": str(setup.dir / "ansible" / "tmp"),
+           "ANSIBLE_SSH_CONTROL_PATH_DIR": str(cp_dir)}
+    try:
+        return measure(argv, env=env, cwd=cwd, log=log, state=setup.state, timeout=600,
+                       after=partial(exit_masters, cp_dir))
+    finally:
         shutil.rmtree(cp_dir, ignore_errors=True)
-        series.samples.append(sample)
-        status = "ok" if sample.rc == 0 else f"FAILED rc={sample.rc} (see {log})"
-        cpu_tree = _fmt(sample.cpu_tree)
-        print(f"  N={n} {workload} {tool:16} rep {rep + 1}/{reps}: {sample.wall:6.2f} s wall, "
-              f"cpu {sample.cpu_rusage:.2f}/{cpu_tree} s, hosts {_fmt(sample.hosts_cpu)} s, "
-              f"other {_fmt(sample.foreign_cpu)} s, logins {_login_text(sample)} {status}",
-              flush=True)
-        if sample.rc != 0:
-            break
-    return series
 
 
 def _fmt(value: float | None) -> str:
@@ -566,7 +578,7 @@ def profile_fetch(config: Path, env: dict[str, str], folder: Path) -> dict[str, 
 
 def args_reliability_runs(runs: int) -> int:
     """Runs per variant set for the reliability comparison (failures are rare: ~1 in 10)."""
-    return max(3, round(2.4 * runs))
+    return max(3, 2 * runs)
 
 
 def profile_kubebastion(state: lab.LabState, results: dict[str, Any], runs: int) -> None:
@@ -583,8 +595,8 @@ def profile_kubebastion(state: lab.LabState, results: dict[str, Any], runs: int)
     print("  profile: CPU (cProfile, every thread)", flush=True)
     profile["cpu"] = kbprofile.cpu_profile(config)
     print("  profile: reliability and candidate fixes", flush=True)
-    profile["reliability"] = kbprofile.reliability(config, state.bastion.sshd_log,
-                                                   args_reliability_runs(runs))
+    profile["reliability"] = kbprofile.reliability(
+        config, {h.name: h.sshd_log for h in state.hosts}, args_reliability_runs(runs))
     results["profile"] = profile
 
 
@@ -664,14 +676,16 @@ def main() -> int:
     parser.add_argument("--tools", default=",".join(TOOLS + ADHOC_TOOLS))
     parser.add_argument("--adhoc-sizes", default="30",
                         help="sizes at which the Ansible ad-hoc rows (workload A) run")
+    parser.add_argument("--adhoc-reps", type=int, default=3,
+                        help="repetitions of the Ansible ad-hoc rows (issue 2's extra rows)")
     parser.add_argument("--workloads", default="A,B,C")
     parser.add_argument("--skip-fetch", action="store_true")
     parser.add_argument("--skip-labup", action="store_true")
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the profile phase (largest N)")
-    parser.add_argument("--profile-runs", type=int, default=5,
-                        help="runs per profile measurement (x2.4 for reliability)")
+    parser.add_argument("--profile-runs", type=int, default=4,
+                        help="runs per profile measurement (x2 per variant set for reliability)")
     parser.add_argument("--lock-wait", type=float, default=3600.0)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
@@ -725,15 +739,15 @@ def main() -> int:
             lab_ups.setdefault(f"1+{n - 1}", []).append(seconds)
             print(f"  lab.up N={n} (1+{n - 1}): {seconds:.2f} s", flush=True)
             make_secret_files(state)
-            setup = write_setup(state, n)
+            setup = write_setup(state, n, phase_tools.replace(",", "+"))
+            names = phase_tools.split(",")
+            reps = {t: min(args.reps, args.slow_reps) if t.startswith("ansible") and n >= 60
+                    else min(args.reps, args.adhoc_reps) if t in ADHOC_TOOLS
+                    else args.reps for t in names}
+            notes = {t: f"{r} runs at this N" for t, r in reps.items() if r != args.reps}
             for workload in phase_workloads:
-                for tool in phase_tools.split(","):
-                    slow = tool.startswith("ansible") and n >= 60
-                    reps = min(args.reps, args.slow_reps) if slow else args.reps
-                    note = f"{reps} runs at this N" if reps != args.reps else ""
-                    series = run_series(tool, workload, setup, n, reps, note)
-                    if series is not None:
-                        results["series"].append(series_json(series))
+                for series in run_interleaved(names, workload, setup, n, reps, notes):
+                    results["series"].append(series_json(series))
         save()
     if not args.skip_profile and "A" in workloads and "kubebastion" in tools:
         import kbprofile

@@ -13,6 +13,8 @@ Variants:
 - ``safe-exec``: ``SSHShell.run`` without the EOF/close race and the early-exit-status
   race (see ``safe_exec``).
 - ``bastion-first-close``: ``Run.close`` closes the shared bastion transport first.
+- ``lazy-init``: kubebastion's package ``__init__`` imports nothing (see ``lazy_init``).
+- ``fast-exit``: ``os._exit`` once the results are printed (no interpreter finalization).
 - ``parallel-close``: ``Run.close`` closes the node connections from a thread pool, then the
   bastion's, instead of one after another.
 
@@ -31,6 +33,7 @@ import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import pstats  # noqa: E402
 import sys  # noqa: E402
 import threading  # noqa: E402
@@ -165,11 +168,25 @@ def bastion_first_close() -> None:
     Run.close = close  # type: ignore[method-assign]
 
 
+def lazy_init() -> None:
+    """What a lazy kubebastion/__init__.py (PEP 562 ``__getattr__``) would cost at import:
+    the package module is pre-registered empty, so importing ``kubebastion.runtime`` & co.
+    no longer imports every step, deploy and kubespray module (jinja2, x509, ...)."""
+    import types
+    from pathlib import Path
+
+    package = types.ModuleType("kubebastion")
+    package.__path__ = [str(Path(__file__).resolve().parents[1] / "kubebastion")]
+    sys.modules["kubebastion"] = package
+
+
 VARIANTS: dict[str, Callable[[], None]] = {
+    "lazy-init": lambda: None,  # handled in main, before kubebastion is imported
     "bastion-first-close": bastion_first_close,
     "clone-config": clone_config,
     "parallel-close": parallel_close,
     "safe-exec": safe_exec,
+    "fast-exit": lambda: None,  # handled in main: os._exit once the work is done
 }
 
 
@@ -227,6 +244,8 @@ def main() -> int:
         profilers.append(main_profiler)
         threading.setprofile(start_thread_profiler)
         main_profiler.enable()
+    if "lazy-init" in args.variant:
+        lazy_init()
     import kb_workload
 
     for variant in args.variant:
@@ -236,6 +255,10 @@ def main() -> int:
     code = kb_workload.main()
     if write_timeline is not None:
         write_timeline()
+    if "fast-exit" in args.variant:  # skip interpreter finalization (atexit, GC, teardown)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     if args.cprofile:
         threading.setprofile(None)
         for profiler in profilers:

@@ -75,7 +75,9 @@ def main() -> int:
     closed = time.perf_counter()
     failed = sorted(results.failed_hosts)
     for name in failed:
-        print(f"{name}: {results[name][0].exception or results[name][0].diff}", file=sys.stderr)
+        exc = results[name][0].exception
+        why = f"{type(exc).__name__}: {exc}" if exc is not None else results[name][0].diff
+        print(f"{name}: {why}", file=sys.stderr)
     if args.timings:
         print(json.dumps({
             "imports": IMPORTED - STARTED, "build_run": built - IMPORTED,

@@ -32,7 +32,8 @@ OUT = BENCH / "work" / "profile"
 VARIANT_SETS: tuple[tuple[str, list[str]], ...] = (
     ("as is", []),
     ("safe-exec", ["safe-exec"]),
-    ("safe-exec + bastion-first-close", ["safe-exec", "bastion-first-close"]),
+    ("all proposed: safe-exec, lazy-init, bastion-first-close, fast-exit",
+     ["safe-exec", "lazy-init", "bastion-first-close", "fast-exit"]),
 )
 IMPORTS = ("import kubebastion.runtime, kubebastion.shell, kubebastion.remote, "
            "kubebastion.steps.check")
@@ -174,34 +175,33 @@ def heaviest_imports(text: str, depth_limit: int = 3) -> list[tuple[str, float]]
     return sorted(rows, key=lambda kv: -kv[1])[:14]
 
 
-def reliability(config: Path, bastion_log: Path, runs: int) -> list[dict[str, Any]]:
-    """Runs of workload A per variant set (interleaved): failed runs, bastion disconnects
-    ("referred to nonexistent channel" in its sshd log) and median wall time."""
+def reliability(config: Path, logs: dict[str, Path], runs: int) -> list[dict[str, Any]]:
+    """Runs of workload A per variant set (interleaved): failed runs, sshd disconnects for
+    "referred to nonexistent channel" (on the bastion: every tunnel goes with it; on a
+    node: that node) and median wall time."""
     tally: dict[str, dict[str, Any]] = {
-        label: {"variant": label, "runs": 0, "failed": 0, "disconnects": 0,
-                "disconnects_failed": 0, "walls": [], "errors": []}
+        label: {"variant": label, "runs": 0, "failed": 0, "bastion_disconnects": 0,
+                "node_disconnects": 0, "walls": [], "errors": []}
         for label, _ in VARIANT_SETS}
     for _ in range(runs):
         for label, variants in VARIANT_SETS:
-            before = bastion_log.stat().st_size
+            sizes = {name: path.stat().st_size for name, path in logs.items()}
             argv = [str(KB_PYTHON), str(EXPERIMENTS)]
             for v in variants:
                 argv += ["--variant", v]
             wall, proc = _run([*argv, "--", "--config", str(config), "--workload", "A"])
-            with bastion_log.open(errors="replace") as log:
-                log.seek(before)
-                new = log.read()
             t = tally[label]
+            for name, path in logs.items():
+                with path.open(errors="replace") as log:
+                    log.seek(sizes[name])
+                    dropped = log.read().count("referred to nonexistent channel")
+                t["bastion_disconnects" if name == "bastion" else "node_disconnects"] += dropped
             t["runs"] += 1
             t["walls"].append(wall)
-            dropped = new.count("referred to nonexistent channel")
-            t["disconnects"] += dropped
             if proc.returncode != 0:
                 t["failed"] += 1
-                t["disconnects_failed"] += dropped
-                first = next((ln for ln in proc.stderr.splitlines() if ": " in ln
-                              and not ln.rstrip().endswith(":")), proc.stdout.strip())
-                t["errors"].append(first[:200])
+                hosts = [ln for ln in proc.stderr.splitlines() if re.match(r"^[\w-]+: ", ln)]
+                t["errors"].append(f"{proc.stdout.strip()}: {hosts[0][:160] if hosts else ''}")
     out = []
     for t in tally.values():
         walls = t.pop("walls")

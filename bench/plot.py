@@ -36,10 +36,10 @@ def main(results_path: Path, out: Path) -> None:
     for ax, workload in zip(axes[0], workloads, strict=True):
         for tool, (label, color, marker, line) in STYLE.items():
             points = sorted(
-                (s["n"], statistics.median(x["wall"] for x in s["samples"]))
+                (s["n"], statistics.median(x["wall"] for x in s["samples"] if x["rc"] == 0))
                 for s in results["series"]
-                if s["tool"] == tool and s["workload"] == workload and s["samples"]
-                and all(x["rc"] == 0 for x in s["samples"]))
+                if s["tool"] == tool and s["workload"] == workload
+                and any(x["rc"] == 0 for x in s["samples"]))
             if points:
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker=marker,
                         linestyle=line, color=color, label=label)

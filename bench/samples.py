@@ -34,30 +34,40 @@ class Series:
     note: str = ""
 
     @property
+    def good(self) -> list[Sample]:
+        """The runs that succeeded: medians are taken over these."""
+        return [s for s in self.samples if s.rc == 0]
+
+    @property
+    def failures(self) -> int:
+        return len(self.samples) - len(self.good)
+
+    @property
     def ok(self) -> bool:
-        return bool(self.samples) and all(s.rc == 0 for s in self.samples)
+        """At least one run succeeded (failed runs are reported, not hidden)."""
+        return bool(self.good)
 
     @property
     def wall(self) -> float:
-        return statistics.median(s.wall for s in self.samples)
+        return statistics.median(s.wall for s in self.good)
 
     @property
     def cpu_rusage(self) -> float:
-        return statistics.median(s.cpu_rusage for s in self.samples)
+        return statistics.median(s.cpu_rusage for s in self.good)
 
     @property
     def cpu_tree(self) -> float | None:
-        return _median([s.cpu_tree for s in self.samples])
+        return _median([s.cpu_tree for s in self.good])
 
     @property
     def hosts_cpu(self) -> float | None:
-        return _median([s.hosts_cpu for s in self.samples])
+        return _median([s.hosts_cpu for s in self.good])
 
     @property
     def foreign_load(self) -> float | None:
         """Cores the rest of the machine kept busy during the runs (median)."""
         return _median([s.foreign_cpu / s.wall if s.foreign_cpu is not None and s.wall
-                        else None for s in self.samples])
+                        else None for s in self.good])
 
 
 def _median(values: list[float | None]) -> float | None:
