@@ -83,8 +83,7 @@ class SSHShell:
             if stdin is not None:
                 with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                     channel.sendall(stdin.encode())
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                channel.shutdown_write()
+            _close_stdin(channel)
             return _collect(self.name, channel, limit)
 
     def put(self, data: bytes, path: str) -> None:
@@ -130,6 +129,26 @@ class LocalShell:
 
     def get(self, path: str) -> bytes:
         return Path(path).expanduser().read_bytes()
+
+
+def _close_stdin(channel: paramiko.Channel) -> None:
+    """Send EOF on the command's stdin unless the channel is already closed.
+
+    Paramiko's ``shutdown_write`` does not check: when a fast command has already ended
+    and the transport thread has answered the server's CLOSE, the EOF goes out after our
+    CLOSE, and OpenSSH drops the *whole connection* for an EOF on a freed channel
+    ("ieof packet referred to nonexistent channel") — every node tunnelled through the
+    bastion with it. Deciding and sending under the channel's lock closes that race (the
+    transport thread takes the same lock to handle CLOSE).
+    """
+    transport = channel.get_transport()
+    with channel.lock:
+        if channel.closed or channel.eof_sent or transport is None:
+            return
+        message = channel._send_eof()  # type: ignore[attr-defined]  # see docstring
+        if message is not None:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                transport._send_user_message(message)  # type: ignore[attr-defined]
 
 
 def _collect(name: str, channel: paramiko.Channel, limit: float) -> CommandResult:

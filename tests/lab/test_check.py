@@ -151,3 +151,26 @@ def test_password_sudo_works_and_the_password_appears_nowhere(lab_env: lab.LabSt
             assert sentinel not in text
     finally:
         lab.up(**LAB_PARAMS)
+
+
+def test_many_fast_commands_never_drop_the_shared_bastion_connection(
+        lab_env: lab.LabState) -> None:
+    """Fast commands end before we close their stdin; a late EOF after CLOSE makes
+    OpenSSH drop the whole bastion connection, and every node's tunnel with it."""
+    from nornir.core.task import Result, Task
+
+    from kubebastion.remote import run as remote_run
+    from kubebastion.shell import shell_for
+
+    def many_true(task: Task) -> Result:
+        shell = shell_for(task)
+        codes = {remote_run(shell, "true").exit_code for _ in range(60)}
+        return Result(host=task.host, result=codes)
+
+    run = build_run(lab_env.nornir_config)
+    try:
+        result = run.nornir.run(task=many_true)
+    finally:
+        run.close()
+    assert not result.failed, {h: r[0].exception for h, r in result.items() if r.failed}
+    assert all(r[0].result == {0} for r in result.values())
