@@ -1,0 +1,279 @@
+"""While a command runs: sshd killed, the connection cut, megabytes of output; and a file
+write interrupted at random points must leave the old or the new file, never a partial one.
+
+All through the bastion, on a node (the jump path is the longer one), with
+``command_timeout`` short enough for the bounds to mean something.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+import lab
+from kubebastion import remote
+from kubebastion.errors import KubeBastionError
+from kubebastion.runtime import build_run
+from kubebastion.shell import HostShell, shell_for_host
+from tests.reliability.conftest import RLAB_PARAMS, Figures
+from tests.reliability.helpers import as_root, kill_pids, session_sshds, write_config
+
+#: The section title in docs/reliability.md.
+TITLE = "While a command runs: sshd killed, connection cut, megabytes, interrupted writes"
+pytestmark = pytest.mark.lab
+
+COMMAND_TIMEOUT = 10.0
+SLACK = 2.0
+OUTPUT_BYTES = 8 * 1024 * 1024
+OUTPUT_BOUND = 60.0
+WRITE_BYTES = 4 * 1024 * 1024
+WRITE_TRIALS = 10
+SEED = 7
+
+
+@pytest.fixture(scope="module")
+def config(rlab: lab.LabState, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_config(rlab, tmp_path_factory.mktemp("command"), extras={
+        "connect_timeout": 5, "command_timeout": COMMAND_TIMEOUT})
+
+
+@pytest.fixture(autouse=True)
+def lab_back_in_shape(rlab: lab.LabState) -> Iterator[None]:
+    yield
+    lab.up(**RLAB_PARAMS)
+
+
+@dataclass
+class Outcome:
+    value: object = None
+    error: BaseException | None = None
+    finished: float = 0.0
+
+
+def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, Outcome]:
+    outcome = Outcome()
+
+    def target() -> None:
+        try:
+            outcome.value = work()
+        except BaseException as exc:  # handed to the test
+            outcome.error = exc
+        outcome.finished = time.monotonic()
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+class NodeShell:
+    """A connected shell on one node, through the bastion, closed on exit."""
+
+    def __init__(self, config: Path, node: str) -> None:
+        self.run = build_run(config)
+        self.shell: HostShell = shell_for_host(self.run.nornir.inventory.hosts[node],
+                                               self.run.nornir.config)
+        remote.run(self.shell, "true")  # logged in before the fault
+
+    def __enter__(self) -> HostShell:
+        return self.shell
+
+    def __exit__(self, *exc: object) -> None:
+        self.run.close()
+
+
+def wait_for_process(state: lab.LabState, host: str, pattern: str, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if as_root(state, host, f"pgrep -u {state.user} -f {pattern!r}").returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{pattern!r} never started on {host}")
+
+
+def test_megabytes_on_stdout_and_stderr_at_once_do_not_deadlock(
+        rlab: lab.LabState, config: Path, figures: Figures) -> None:
+    node = rlab.nodes[-1].name
+    out_line, err_line = "0123456789abcde\n", "fedcba987654321\n"
+    command = (f"(yes {out_line.strip()} | head -c {OUTPUT_BYTES}) & "
+               f"(yes {err_line.strip()} | head -c {OUTPUT_BYTES} >&2); wait")
+    with NodeShell(config, node) as shell:
+        started = time.monotonic()
+        result = remote.run(shell, command, timeout=OUTPUT_BOUND + 30)
+        seconds = time.monotonic() - started
+    exact = (result.stdout == out_line * (OUTPUT_BYTES // 16)
+             and result.stderr == err_line * (OUTPUT_BYTES // 16))
+    megabytes = OUTPUT_BYTES // 2**20
+    figures.seconds(f"{megabytes} MB on stdout and {megabytes} MB on stderr at once ({node})",
+                    seconds, OUTPUT_BOUND, f"completes, every byte, ≤ {OUTPUT_BOUND:g} s",
+                    ok=exact)
+    assert result.ok and exact, (len(result.stdout), len(result.stderr))
+    assert seconds <= OUTPUT_BOUND
+
+
+def test_sshd_killed_mid_command_is_a_clear_error_within_the_command_timeout(
+        rlab: lab.LabState, config: Path, figures: Figures) -> None:
+    node = rlab.nodes[0].name
+    with NodeShell(config, node) as shell:
+        thread, outcome = in_thread(lambda: remote.run(shell, "sleep 31; echo finished"))
+        wait_for_process(rlab, node, "sleep 31")
+        killed_at = time.monotonic()
+        assert kill_pids(session_sshds(rlab, node)) > 0
+        thread.join(COMMAND_TIMEOUT + 30)
+        hung = thread.is_alive()
+    seconds = (outcome.finished or time.monotonic()) - killed_at
+    message = f"{type(outcome.error).__name__}: {outcome.error}"
+    clear = isinstance(outcome.error, KubeBastionError) and node in message
+    figures.seconds(f"sshd killed mid-command ({node})", seconds, COMMAND_TIMEOUT + SLACK,
+                    f"clear error ≤ command_timeout {COMMAND_TIMEOUT:g} s + 2 s",
+                    detail=message, ok=clear and not hung)
+    assert not hung, "the command never returned"
+    assert clear, message
+    assert seconds <= COMMAND_TIMEOUT + SLACK, message
+
+
+def test_connection_cut_mid_command_is_a_clear_error_within_the_command_timeout(
+        rlab: lab.LabState, config: Path, figures: Figures) -> None:
+    node = rlab.nodes[0].name
+    with NodeShell(config, node) as shell:
+        thread, outcome = in_thread(lambda: remote.run(shell, "sleep 32; echo finished"))
+        wait_for_process(rlab, node, "sleep 32")
+        lab.link_down(rlab, node)
+        cut_at = time.monotonic()
+        try:
+            thread.join(COMMAND_TIMEOUT + 30)
+            hung = thread.is_alive()
+        finally:
+            lab.link_up(rlab, node)
+    seconds = (outcome.finished or time.monotonic()) - cut_at
+    message = f"{type(outcome.error).__name__}: {outcome.error}"
+    clear = isinstance(outcome.error, KubeBastionError) and node in message
+    figures.seconds(f"connection cut mid-command ({node}: link down)", seconds,
+                    COMMAND_TIMEOUT + SLACK,
+                    f"clear error ≤ command_timeout {COMMAND_TIMEOUT:g} s + 2 s",
+                    detail=message, ok=clear and not hung)
+    assert not hung, "the command never returned"
+    assert clear, message
+    assert seconds <= COMMAND_TIMEOUT + SLACK, message
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _payload(trial: int) -> bytes:
+    return (b"%04d" % trial) * (WRITE_BYTES // 4)
+
+
+def _target_state(state: lab.LabState, node: str, path: str) -> tuple[str, str, list[str]]:
+    """(sha256, mode, leftovers next to the target or in /tmp)."""
+    folder = path.rsplit("/", 1)[0]
+    name = path.rsplit("/", 1)[1]
+    out = as_root(state, node, f"sha256sum {path} | cut -d' ' -f1; stat -c %a {path}; "
+                  f"ls -a {folder} /tmp | grep -e '^.{name}.kubebastion-' "
+                  "-e '^.kubebastion-upload.' || true").stdout.split()
+    return out[0], out[1], out[2:]
+
+
+def test_writes_killed_at_random_points_leave_the_old_or_the_new_file(
+        rlab: lab.LabState, config: Path, figures: Figures) -> None:
+    node = rlab.nodes[-1].name
+    path = f"/home/{rlab.user}/reliability-target.bin"
+    current = _payload(0)
+    as_root(rlab, node, f"rm -f {path} /tmp/.kubebastion-upload.*")
+    with NodeShell(config, node) as shell:
+        remote.write_file(shell, path, current, mode=0o640)
+        started = time.monotonic()  # a whole write, timed as the trials will run it
+        remote.write_file(shell, path, _payload(WRITE_TRIALS + 1), mode=0o640)
+        write_seconds = time.monotonic() - started
+        remote.write_file(shell, path, current, mode=0o640)
+    rng = random.Random(SEED)
+    tally = {"old": 0, "new": 0, "torn": 0}
+    worst_error = 0.0
+    messages = []
+    for trial in range(1, WRITE_TRIALS + 1):
+        new = _payload(trial)
+        # Half the kills anywhere in the write, half in its tail (install and rename).
+        low = 0.0 if trial % 2 else 0.7 * write_seconds
+        delay = rng.uniform(low, 1.1 * write_seconds)
+        with NodeShell(config, node) as shell:
+            thread, outcome = in_thread(partial(remote.write_file, shell, path, new,
+                                                mode=0o640))
+            time.sleep(delay)
+            killed_at = time.monotonic()
+            kill_pids(session_sshds(rlab, node))
+            thread.join(COMMAND_TIMEOUT + 30)
+            assert not thread.is_alive(), f"trial {trial}: the write never returned"
+        if outcome.error is not None:
+            worst_error = max(worst_error, outcome.finished - killed_at)
+            messages.append(f"{type(outcome.error).__name__}: {outcome.error}")
+        sha, mode, _ = _target_state(rlab, node, path)
+        kind = "old" if sha == _sha(current) else "new" if sha == _sha(new) else "torn"
+        tally[kind] += 1
+        assert mode == "640", f"trial {trial}: mode {mode}"
+        if kind == "new":
+            current = new
+        assert kind != "torn", f"trial {trial} (kill after {delay:.3f} s): a partial file"
+    _, _, leftovers = _target_state(rlab, node, path)
+    figures.count(f"file write ({WRITE_BYTES // 2**20} MB, through the bastion) killed at "
+                  f"random points, {WRITE_TRIALS} trials", tally["torn"], 0, "partial files",
+                  "the old or the new file, never a partial one",
+                  detail=f"old {tally['old']}, new {tally['new']}, errors after the kill "
+                         f"≤ {worst_error:.2f} s; leftover temp files: {len(leftovers)}; "
+                         f"seed {SEED}; first error: {messages[0] if messages else '-'}")
+    assert tally["torn"] == 0
+
+
+def test_connection_cut_during_an_upload_fails_within_the_command_timeout(
+        rlab: lab.LabState, config: Path, figures: Figures) -> None:
+    """The sftp upload of ``write_file`` with the link gone: no FIN, no RST, only deadlines
+    can end it."""
+    node = rlab.nodes[-1].name
+    path = f"/home/{rlab.user}/reliability-upload.bin"
+    old = _payload(100)
+    new = _payload(101) * 2
+    with NodeShell(config, node) as shell:
+        remote.write_file(shell, path, old, mode=0o640)
+    as_root(rlab, node, "rm -f /tmp/.kubebastion-upload.*")
+    with NodeShell(config, node) as shell:
+        thread, outcome = in_thread(lambda: remote.write_file(shell, path, new, mode=0o640))
+        wait_for_upload(rlab, node)
+        lab.link_down(rlab, node)
+        cut_at = time.monotonic()
+        try:
+            thread.join(COMMAND_TIMEOUT + SLACK + 3)
+            hung = thread.is_alive()
+            seconds = (outcome.finished if not hung else time.monotonic()) - cut_at
+        finally:
+            lab.link_up(rlab, node)
+        thread.join(60)  # with the link back, let it end either way before closing
+    sha, _, _ = _target_state(rlab, node, path)
+    whole = sha in (_sha(old), _sha(new))
+    message = "still blocked" if hung else f"{type(outcome.error).__name__}: {outcome.error}"
+    figures.seconds(f"connection cut during a {len(new) // 2**20} MB upload ({node})", seconds,
+                    COMMAND_TIMEOUT + SLACK,
+                    f"error ≤ command_timeout {COMMAND_TIMEOUT:g} s + 2 s; old or new file",
+                    detail=message, ok=not hung and whole and outcome.error is not None)
+    assert whole, "a partial file"
+    assert not hung, (f"the upload was still blocked {seconds:.0f} s after the link went "
+                      "down: SSHShell.put has no deadline")
+    assert seconds <= COMMAND_TIMEOUT + SLACK
+
+
+def wait_for_upload(state: lab.LabState, node: str, timeout: float = 20) -> None:
+    """Until an upload temp file on the node has some bytes in it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sizes = as_root(state, node, "stat -c %s /tmp/.kubebastion-upload.* 2>/dev/null"
+                        ).stdout.split()
+        if any(int(s) > 0 for s in sizes):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the upload never started")
