@@ -30,8 +30,11 @@ def test_own_nornir_run_uses_configure_nat_and_fetch_kubeconfig(
     kubeconfig = lab.host_exec(lab_env, "bastion",
                                ["cat", f"/home/{lab_env.user}/.kube/config"]).stdout
     assert "example" in {c["name"] for c in yaml.safe_load(kubeconfig)["contexts"]}
-    second = subprocess.run([sys.executable, str(script), str(config), "example"],
-                            cwd=config.parent, capture_output=True, text=True, timeout=300,
-                            check=False)
+    try:
+        second = subprocess.run([sys.executable, str(script), str(config), "example"],
+                                cwd=config.parent, capture_output=True, text=True,
+                                timeout=300, check=False)
+    finally:
+        lab.reset_bastion_egress(lab_env)  # the lab's starting point, for later modules
     assert second.returncode == 0
     assert second.stdout.splitlines() == ["nat: no change", "fetch-kubeconfig: no change"]

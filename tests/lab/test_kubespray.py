@@ -44,6 +44,14 @@ WHEELHOUSE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
 SUDO_PASSWORD = "kb-lab-" + secrets.token_hex(6)  # passwordless sudo ignores it; ansible gets it
 
 
+STOP_LAB_DAEMONS = (
+    "python3 -c 'import glob, json, os, signal\n"
+    "for f in glob.glob(\"/etc/kubernetes/lab/*.pid\"):\n"
+    "    try: os.kill(json.load(open(f))[\"pid\"], signal.SIGTERM)\n"
+    "    except (OSError, ValueError, KeyError): pass'"
+)
+
+
 @dataclass
 class Invocation:
     code: int
@@ -136,6 +144,10 @@ def first_run(lab_env: lab.LabState, config: Path) -> Iterator[Invocation]:
                 f"{home}/.ssh/id_ed25519 {home}/.ssh/id_ed25519.pub "
                 f"{home}/.ssh/kubebastion_known_hosts")
         as_root(lab_env, host, f"sed -i '/kubebastion@bastion/d' {home}/.ssh/authorized_keys")
+        # ... and no cluster left by an earlier module: stop the lab's API server and node
+        # agents, forget what the playbook wrote.
+        as_root(lab_env, host, STOP_LAB_DAEMONS + f"; rm -rf /etc/kubernetes/* /root/.kube "
+                f"{home}/.kube")
     yield invoke_kubespray(config)
 
 

@@ -57,10 +57,11 @@ def test_secret_never_shows_itself_and_logs_are_scrubbed() -> None:
     sentinel = "kb-sentinel-Zq81"
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
-    root = logging.getLogger()
-    root.addHandler(handler)
-    previous_level = root.level
-    root.setLevel(logging.INFO)
+    # Nornir logs task arguments on its own logger (which may not propagate to root).
+    nornir_logger = logging.getLogger("nornir")
+    nornir_logger.addHandler(handler)
+    previous_level = nornir_logger.level
+    nornir_logger.setLevel(logging.INFO)
     secrets.set_sudo_password(sentinel)
     try:
         value = secrets.sudo_password()
@@ -73,5 +74,5 @@ def test_secret_never_shows_itself_and_logs_are_scrubbed() -> None:
         assert secrets.redact(f"x {sentinel} y") == "x *** y"
     finally:
         secrets.set_sudo_password(None)
-        root.removeHandler(handler)
-        root.setLevel(previous_level)
+        nornir_logger.removeHandler(handler)
+        nornir_logger.setLevel(previous_level)
