@@ -22,7 +22,7 @@ STYLE = {
     "ansible": ("Ansible playbook", "tab:red", "^", "-"),
     "ansible-raw": ("Ansible ad-hoc raw", "tab:red", "v", ":"),
     "ansible-command": ("Ansible ad-hoc command", "tab:pink", "D", ":"),
-    "openssh": ("OpenSSH xargs -P (floor)", "tab:gray", "x", "--"),
+    "openssh": ("OpenSSH xargs -P", "tab:gray", "x", "--"),
 }
 TITLES = {"A": "A: check preflight", "B": "B: sudo read of a 5 KB file",
           "C": "C: five commands in a row"}
@@ -31,7 +31,7 @@ TITLES = {"A": "A: check preflight", "B": "B: sudo read of a 5 KB file",
 def main(results_path: Path, out: Path) -> None:
     results: dict[str, Any] = json.loads(results_path.read_text())
     workloads = sorted({s["workload"] for s in results["series"]})
-    fig, axes = plt.subplots(1, len(workloads), figsize=(5.2 * len(workloads), 4.6),
+    fig, axes = plt.subplots(1, len(workloads), figsize=(5.2 * len(workloads), 5.0),
                              squeeze=False)
     for ax, workload in zip(axes[0], workloads, strict=True):
         for tool, (label, color, marker, line) in STYLE.items():
@@ -50,11 +50,13 @@ def main(results_path: Path, out: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         sizes = sorted({s["n"] for s in results["series"]})
         ax.set_xticks(sizes)
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8,
+               frameon=False)
     m = results["machine"]
     fig.suptitle(f"kubebastion vs peers on the lab — {m['cores']} cores, {m['cpu']}, "
                  f"{m['date']}", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out, dpi=110)
 
 
