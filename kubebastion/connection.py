@@ -83,6 +83,17 @@ class ConnectionPool:
         if entry.connection is not None:
             entry.connection.close()
 
+    def close_all(self) -> None:
+        """Close every connection, jump hosts first: closing a node's channel after the
+        end of a run can race the teardown of the bastion connection it runs over."""
+        with self._lock:
+            entries = list(self._entries.items())
+        direct = [e for k, e in entries if "@via:" not in k.hostname]
+        tunneled = [e for k, e in entries if "@via:" in k.hostname]
+        for entry in direct + tunneled:
+            if entry.connection is not None:
+                entry.connection.close()
+
     def open_count(self) -> int:
         with self._lock:
             return len(self._entries)
@@ -114,7 +125,8 @@ def connect(
         endpoint.hostname,
         user=endpoint.username,
         port=endpoint.port,
-        config=_FABRIC_CONFIG,
+        # A clone each: Fabric's Connection writes into its config, and threads share ours.
+        config=_FABRIC_CONFIG.clone(),
         connect_timeout=max(1, round(settings.connect_timeout)),
         connect_kwargs=connect_kwargs,
     )

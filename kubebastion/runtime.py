@@ -16,7 +16,7 @@ from nornir.core.inventory import ConnectionOptions, Inventory
 from nornir.core.state import GlobalState
 
 from kubebastion.cluster import Cluster, RawHost, build_cluster
-from kubebastion.connection import CONNECTION_NAME
+from kubebastion.connection import CONNECTION_NAME, POOL
 from kubebastion.errors import ConfigError
 from kubebastion.secrets import install_log_redaction
 from kubebastion.ssh_settings import SSHSettings
@@ -33,6 +33,7 @@ class Run:
     config_path: Path
 
     def close(self) -> None:
+        POOL.close_all()
         self.nornir.close_connections(on_good=True, on_failed=True)
 
 

@@ -163,7 +163,13 @@ def _collect(name: str, channel: paramiko.Channel, limit: float) -> CommandResul
         if channel.recv_stderr_ready():
             err.append(channel.recv_stderr(65536))
             continue
-        if channel.exit_status_ready():
+        # The exit status can arrive before the last output: stop only at EOF (after
+        # which nothing more comes), then drain what is buffered.
+        if channel.exit_status_ready() and (channel.eof_received or channel.closed):
+            while channel.recv_ready():
+                out.append(channel.recv(65536))
+            while channel.recv_stderr_ready():
+                err.append(channel.recv_stderr(65536))
             break
         remaining = deadline - time.monotonic()
         if remaining <= 0:

@@ -153,13 +153,20 @@ def check_api(opener: Opener, address: str, port: int, credentials: ApiCredentia
     where = f"https://{address}:{port}"
     try:
         context = _tls_context(credentials)
-        version = api_get(opener, address, port, "/version", context, timeout)
-        nodes = api_get(opener, address, port, "/api/v1/nodes", context, timeout)
-    except ssl.SSLCertVerificationError as exc:
-        return ClusterHealth(False, f"{where}: TLS verification failed: {exc.verify_message}")
-    except (OSError, ssl.SSLError, ValueError, http.client.HTTPException,
-            KubeBastionError) as exc:
-        return ClusterHealth(False, f"{where}: {describe_exception(exc)}")
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        return ClusterHealth(False, f"{where}: unusable client credentials: {exc}")
+    for attempt in (1, 2):  # one retry: a torn TLS stream (SSLEOFError) is not an answer
+        try:
+            version = api_get(opener, address, port, "/version", context, timeout)
+            nodes = api_get(opener, address, port, "/api/v1/nodes", context, timeout)
+            break
+        except ssl.SSLCertVerificationError as exc:
+            return ClusterHealth(False,
+                                 f"{where}: TLS verification failed: {exc.verify_message}")
+        except (OSError, ssl.SSLError, ValueError, http.client.HTTPException,
+                KubeBastionError) as exc:
+            if attempt == 2 or not isinstance(exc, ssl.SSLError | ConnectionError):
+                return ClusterHealth(False, f"{where}: {describe_exception(exc)}")
     if not isinstance(version, Mapping) or not isinstance(nodes, Mapping):
         return ClusterHealth(False, f"{where}: unexpected answer")
     return evaluate(version, nodes, expected)
