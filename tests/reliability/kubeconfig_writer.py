@@ -4,7 +4,8 @@
     python -m tests.reliability.kubeconfig_writer PATH CONTEXT SERVER ADMIN_CONF [--calibrate]
 
 It prints ``ready`` once imported, waits for a line on stdin (so the parent can start many
-ahead and time the kill from "go"), writes, then prints ``done``. ``--calibrate`` first
+ahead), prints ``started`` (the parent times its kill from there), writes, then prints
+``done``. ``--calibrate`` first
 times the read-and-merge alone and prints ``merge=<s> total=<s>``: the parent aims some
 kills at the write itself, after the merge.
 """
@@ -23,6 +24,7 @@ def main(argv: list[str]) -> int:
     incoming = bastion_entry(admin_conf.read_text(), context, server)
     print("ready", flush=True)
     sys.stdin.readline()
+    print("started", flush=True)  # the parent times its kill from here
     started = time.monotonic()
     merge = 0.0
     if "--calibrate" in argv:  # the merge alone, warmed up once

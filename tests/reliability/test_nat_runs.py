@@ -35,6 +35,7 @@ pytestmark = pytest.mark.lab
 
 RUNS = 10
 CONCURRENT = 3
+ROUNDS = 4
 FOREIGN_CIDR = "198.18.3.0/24"
 FOREIGN_NFT = f"""table ip someone_else_nat {{
 	chain postrouting {{
@@ -128,28 +129,38 @@ def test_ten_nat_runs_leave_one_rule_and_others_rules_untouched(
 
 
 def test_concurrent_nat_runs_leave_one_rule(bastion: lab.LabState, figures: Figures) -> None:
-    removed, _ = nat(bastion.nornir_config, "--remove")
-    assert removed.code == 0
+    """Several rounds: the race, when there is one, does not show every time."""
     foreign = foreign_rules(bastion)
+    codes: list[int] = []
+    failures: list[str] = []
+    counts_seen = set()
     started = time.monotonic()
-    procs = [spawn_invoke("nat", "--config", bastion.nornir_config, "--json")
-             for _ in range(CONCURRENT)]
-    runs = [finish(proc, started, timeout=300) for proc in procs]
+    for _ in range(ROUNDS):
+        removed, _ = nat(bastion.nornir_config, "--remove")
+        assert removed.code == 0, removed.output[-2000:]
+        begun = time.monotonic()
+        procs = [spawn_invoke("nat", "--config", bastion.nornir_config, "--json")
+                 for _ in range(CONCURRENT)]
+        runs = [finish(proc, begun, timeout=300) for proc in procs]
+        codes += [run.code for run in runs]
+        failures += [" ".join(run.stderr.split()) for run in runs if run.code != 0]
+        counts_seen.add(rule_counts(bastion))
     seconds = time.monotonic() - started
-    codes = [run.code for run in runs]
-    failures = [run.stderr.strip().replace("\n", " ") for run in runs if run.code != 0]
-    counts = rule_counts(bastion)
     untouched = foreign_rules(bastion) == foreign
     again, row = nat(bastion.nornir_config)
-    figures.count(f"{CONCURRENT} `invoke nat` runs at once", counts[0] + counts[2], 2,
-                  "rules (masquerade + FORWARD jump)", "1 masquerade rule and 1 FORWARD "
-                  "jump; others' rules untouched",
-                  detail=f"exit codes {codes}; (ours, ruleset, FORWARD jumps) {counts}; "
-                         f"foreign {'untouched' if untouched else 'CHANGED'}; {seconds:.1f} s; "
-                         f"a rerun then says {row.get('status')}; failures: {failures}",
-                  ok=codes == [0] * CONCURRENT)
-    assert codes == [0] * CONCURRENT, failures
-    assert counts == (1, 1, 1), counts
+    worst = max(counts_seen, key=lambda c: (c != (1, 1, 1), c))
+    figures.count(f"{CONCURRENT} `invoke nat` runs at once, {ROUNDS} rounds",
+                  codes.count(0), len(codes), "runs exit 0",
+                  "every run exits 0; 1 masquerade rule and 1 FORWARD jump; others' rules "
+                  "untouched",
+                  detail=f"exit codes {codes}; (ours, ruleset, FORWARD jumps) per round "
+                         f"{sorted(counts_seen)}; foreign "
+                         f"{'untouched' if untouched else 'CHANGED'}; {seconds:.1f} s; a rerun "
+                         f"then says {row.get('status')}; first failure: "
+                         f"{failures[0][:300] if failures else '-'}",
+                  ok=worst == (1, 1, 1) and untouched)
+    assert not failures, failures
+    assert counts_seen == {(1, 1, 1)}, counts_seen
     assert untouched
     assert again.code == 0 and row.get("status") == "ok", row
 
