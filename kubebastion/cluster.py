@@ -249,7 +249,8 @@ def _host_problems(host: RawHost) -> list[str]:
         problems.append(f"{label}: username is missing (set it in defaults.yaml)")
     elif not _USER.match(host.username):
         problems.append(f"{label}: username {host.username!r} is not a valid login name")
-    if host.port is not None and (isinstance(host.port, bool) or not 0 < host.port < 65536):
+    if host.port is not None and (isinstance(host.port, bool) or not isinstance(host.port, int)
+                                  or not 0 < host.port < 65536):
         problems.append(f"{label}: port {host.port!r} is not a port number")
     for key in ("ip", "access_ip", "private_address"):
         value = host.data.get(key)

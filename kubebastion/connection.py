@@ -46,6 +46,10 @@ _FABRIC_CONFIG = fabric.Config(
 class _Shared:
     connection: fabric.Connection | None = None
     refs: int = 0
+    #: Why connecting failed, for the threads that waited on the same endpoint: they
+    #: fail at once instead of each retrying (61 hosts behind a dead bastion would
+    #: otherwise take 61 connect timeouts, one after the other).
+    error: SSHError | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -64,8 +68,14 @@ class ConnectionPool:
             entry.refs += 1
         try:
             with entry.lock:  # one thread connects, the others wait and share
+                if entry.error is not None:
+                    raise SSHError(str(entry.error))
                 if entry.connection is None or not entry.connection.is_connected:
-                    entry.connection = connect()
+                    try:
+                        entry.connection = connect()
+                    except SSHError as exc:
+                        entry.error = exc
+                        raise
                 return entry.connection
         except BaseException:
             self.release(endpoint)

@@ -32,11 +32,11 @@ def sudo_command(command: str, with_password: bool) -> str:
 def classify_sudo_failure(stderr: str) -> str | None:
     """A human explanation when ``stderr`` is sudo refusing, else None."""
     text = stderr.lower()
+    if "incorrect password" in text or "sorry, try again" in text:
+        return "sudo rejected the password (check KUBEBASTION_SUDO_PASSWORD)"
     if "a password is required" in text or "no password was provided" in text:
         return ("sudo needs a password: set KUBEBASTION_SUDO_PASSWORD "
                 "(or pass --ask-sudo-password)")
-    if "incorrect password" in text or "sorry, try again" in text:
-        return "sudo rejected the password (check KUBEBASTION_SUDO_PASSWORD)"
     if "is not in the sudoers file" in text or "is not allowed to execute" in text:
         return "the login user may not use sudo on this host"
     return None

@@ -83,17 +83,26 @@ class SSHShell:
             if stdin is not None:
                 with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                     channel.sendall(stdin.encode())
-            _close_stdin(channel)
+            close_stdin(channel)
             return _collect(self.name, channel, limit)
 
+    def _sftp(self) -> paramiko.SFTPClient:
+        """The connection's SFTP session, with the command deadline on every read/write
+        (a cut link must fail the upload, not block it)."""
+        sftp: paramiko.SFTPClient = self.connection.sftp()
+        channel = sftp.get_channel()
+        if channel is not None:
+            channel.settimeout(self.command_timeout)
+        return sftp
+
     def put(self, data: bytes, path: str) -> None:
-        sftp = self.connection.sftp()
+        sftp = self._sftp()
         with sftp.open(path, "wb") as remote:
             remote.chmod(0o600)
             remote.write(data)
 
     def get(self, path: str) -> bytes:
-        sftp = self.connection.sftp()
+        sftp = self._sftp()
         with sftp.open(path, "rb") as remote:
             return bytes(remote.read())
 
@@ -131,7 +140,7 @@ class LocalShell:
         return Path(path).expanduser().read_bytes()
 
 
-def _close_stdin(channel: paramiko.Channel) -> None:
+def close_stdin(channel: paramiko.Channel) -> None:
     """Send EOF on the command's stdin unless the channel is already closed.
 
     Paramiko's ``shutdown_write`` does not check: when a fast command has already ended

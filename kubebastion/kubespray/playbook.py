@@ -310,8 +310,8 @@ def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, s
         "umask 077",
         f"mkdir -p {quote(str(PurePosixPath(paths.log).parent))}",
         f"exec 9>>{quote(paths.lock_file)}",
-        f"if ! flock -n 9; then echo 'kubebastion: another kubespray run holds "
-        f"{paths.lock_file}'; exit {LOCKED_CODE}; fi",
+        f"if ! flock -n 9; then printf 'kubebastion: another kubespray run holds %s\\n' "
+        f"{quote(paths.lock_file)}; exit {LOCKED_CODE}; fi",
         f"trap {quote(cleanup)} EXIT",
         f"cd {quote(paths.checkout_dir)} || exit 1",
         f": > {log}",

@@ -20,7 +20,7 @@ import paramiko
 
 from kubebastion.errors import SSHError
 from kubebastion.secrets import redact
-from kubebastion.shell import HostShell, LocalShell, SSHShell
+from kubebastion.shell import HostShell, LocalShell, SSHShell, close_stdin
 
 LineHandler = Callable[[str], None]
 _CHUNK = 65536
@@ -81,7 +81,7 @@ def _stream_ssh(shell: SSHShell, command: str, splitter: _LineSplitter,
         channel: paramiko.Channel = transport.open_session(timeout=30)
         channel.set_combine_stderr(True)
         channel.exec_command(command)
-        channel.shutdown_write()
+        close_stdin(channel)
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise SSHError(f"{shell.name}: cannot start command: {exc}") from None
     deadline = time.monotonic() + timeout

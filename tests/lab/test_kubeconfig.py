@@ -194,7 +194,10 @@ def test_kill_9_during_the_write_leaves_a_complete_file(lab_env: lab.LabState,
             if b"config.kubebastion.lock" in cmdline and b"sleep 20" in cmdline:
                 victim = int(pid)
         time.sleep(0.2)
-    assert victim is not None, "the committer never started"
+    if victim is None:
+        proc.kill()
+        out, err = proc.communicate(timeout=30)
+        pytest.fail(f"the committer never started (exit {proc.returncode}):\n{out}\n{err}")
     os.kill(victim, signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == 1

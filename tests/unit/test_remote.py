@@ -55,11 +55,13 @@ def test_install_command_keeps_hostile_paths_inert(hostile: str, tmp_path: Path)
 @pytest.mark.parametrize(
     ("stderr", "expected"),
     [("sudo: a password is required\n", "needs a password"),
-     ("Sorry, try again.\nsudo: no password was provided\n", "needs a password"),
+     ("sudo: no password was provided\n", "needs a password"),
+     ("Sorry, try again.\nsudo: no password was provided\n", "rejected the password"),
      ("sudo: 1 incorrect password attempt\n", "rejected the password"),
      ("kb is not in the sudoers file.\n", "may not use sudo"),
      ("cp: cannot stat\n", None)],
-    ids=["needs-password", "no-password-on-stdin", "wrong-password", "not-sudoer",
+    ids=["needs-password", "no-password-on-stdin", "wrong-then-eof", "wrong-password",
+         "not-sudoer",
          "ordinary-failure"],
 )
 def test_classify_sudo_failure(stderr: str, expected: str | None) -> None:
