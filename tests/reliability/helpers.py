@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -213,6 +214,23 @@ def kill_pids(pids: Iterable[int], sig: int = 9) -> int:
         except ProcessLookupError:
             pass
     return killed
+
+
+def bastion_back(state: lab.LabState, timeout: float = 30) -> None:
+    """``lab.link_up`` and wait until the bastion answers TCP again: connects made while
+    its link was down leave a failed ARP entry, and for a few seconds the kernel then
+    refuses new connects at once (EHOSTUNREACH)."""
+    lab.link_up(state, "bastion")
+    address = fresh(state).bastion.ssh_address
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((address, 22), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def accepted_logins(state: lab.LabState) -> dict[str, int]:

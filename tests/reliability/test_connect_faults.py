@@ -29,6 +29,7 @@ from kubebastion.steps.check import check_host
 from tests.reliability.conftest import RLAB_PARAMS, Figures
 from tests.reliability.helpers import (
     Inventory,
+    bastion_back,
     exception_text,
     fresh,
     invoke,
@@ -127,7 +128,7 @@ def test_unreachable_bastion_fails_every_host_within_connect_timeout(
     try:
         results, seconds = timed_run(quick, check_host)
     finally:
-        lab.link_up(rlab, "bastion")
+        bastion_back(rlab)
     slowest = max(seconds, key=lambda h: seconds[h])
     message = exception_text(results, "bastion")
     all_failed = set(results.failed_hosts) == {h.name for h in rlab.hosts}

@@ -16,7 +16,7 @@ import yaml
 import lab
 from kubebastion.steps.check import check_host
 from tests.reliability.conftest import Figures
-from tests.reliability.helpers import accepted_logins, invoke, timed_run, write_config
+from tests.reliability.helpers import accepted_logins, bastion_back, invoke, timed_run, write_config
 
 #: The section title in docs/reliability.md.
 TITLE = "Load: 61 hosts at once"
@@ -71,7 +71,7 @@ def test_an_unreachable_bastion_fails_all_61_hosts_within_the_connect_timeout(
     try:
         results, seconds = timed_run(config, check_host)
     finally:
-        lab.link_up(big_lab, "bastion")
+        bastion_back(big_lab)
     slowest = max(seconds.values())
     median = sorted(seconds.values())[len(seconds) // 2]
     everyone = len(results.failed_hosts) == len(big_lab.hosts)
