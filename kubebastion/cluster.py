@@ -127,7 +127,7 @@ def _is_ip(value: str) -> bool:
 
 def valid_address(value: object) -> bool:
     """An IP address or a DNS name; nothing a shell could misread."""
-    return isinstance(value, str) and (_is_ip(value) or bool(_DNS_NAME.match(value)))
+    return isinstance(value, str) and (_is_ip(value) or bool(_DNS_NAME.fullmatch(value)))
 
 
 def parse_egress_target(value: object) -> EgressTarget | None:
@@ -163,7 +163,7 @@ def build_cluster(hosts: Iterable[RawHost], cluster_data: Mapping[str, Any]) -> 
     hosts = list(hosts)
 
     name = cluster_data.get("cluster_name", "kubebastion")
-    if not isinstance(name, str) or not _CLUSTER_NAME.match(name):
+    if not isinstance(name, str) or not _CLUSTER_NAME.fullmatch(name):
         problems.append(f"cluster_name {name!r} must be letters, digits, '-' or '_' "
                         "(at most 63, starting with a letter or digit)")
     api_port = cluster_data.get("api_port", 6443)
@@ -237,7 +237,7 @@ def build_cluster(hosts: Iterable[RawHost], cluster_data: Mapping[str, Any]) -> 
 def _host_problems(host: RawHost) -> list[str]:
     problems = []
     label = f"host {host.name!r}"
-    if not _NODE_NAME.match(host.name):
+    if not _NODE_NAME.fullmatch(host.name):
         problems.append(f"{label}: name must be a lowercase DNS label "
                         "(a-z, 0-9, '-'; kubespray uses it as the node name)")
     if not host.hostname:
@@ -247,7 +247,7 @@ def _host_problems(host: RawHost) -> list[str]:
                         "DNS name")
     if not host.username:
         problems.append(f"{label}: username is missing (set it in defaults.yaml)")
-    elif not _USER.match(host.username):
+    elif not _USER.fullmatch(host.username):
         problems.append(f"{label}: username {host.username!r} is not a valid login name")
     if host.port is not None and (isinstance(host.port, bool) or not isinstance(host.port, int)
                                   or not 0 < host.port < 65536):
@@ -257,7 +257,7 @@ def _host_problems(host: RawHost) -> list[str]:
         if value is not None and not valid_address(value):
             problems.append(f"{label}: {key} {value!r} is not an IP address or DNS name")
     uplink = host.data.get("uplink")
-    if uplink is not None and not (isinstance(uplink, str) and _INTERFACE.match(uplink)):
+    if uplink is not None and not (isinstance(uplink, str) and _INTERFACE.fullmatch(uplink)):
         problems.append(f"{label}: uplink {uplink!r} is not an interface name")
     local = host.data.get("local")
     if local is not None and not isinstance(local, bool):

@@ -9,6 +9,7 @@ and the bastion's closes last.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -90,8 +91,7 @@ class ConnectionPool:
             if entry.refs > 0:
                 return
             del self._entries[endpoint]
-        if entry.connection is not None:
-            entry.connection.close()
+        _close_quietly(entry.connection)
 
     def close_all(self) -> None:
         """Close every connection, jump hosts first: closing a node's channel after the
@@ -101,8 +101,7 @@ class ConnectionPool:
         direct = [e for k, e in entries if "@via:" not in k.hostname]
         tunneled = [e for k, e in entries if "@via:" in k.hostname]
         for entry in direct + tunneled:
-            if entry.connection is not None:
-                entry.connection.close()
+            _close_quietly(entry.connection)
 
     def open_count(self) -> int:
         with self._lock:
@@ -110,6 +109,15 @@ class ConnectionPool:
 
 
 POOL = ConnectionPool()
+
+
+def _close_quietly(connection: fabric.Connection | None) -> None:
+    """Closing at the end of a run never fails it: a node's SFTP session over a bastion
+    connection that is already gone raises EOFError, and there is nothing left to do."""
+    if connection is None:
+        return
+    with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+        connection.close()
 
 
 def connect(

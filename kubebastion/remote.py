@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from kubebastion.errors import RemoteCommandError, SudoError
+from kubebastion.errors import RemoteCommandError, SSHError, SudoError
 from kubebastion.secrets import redact, sudo_password
 from kubebastion.shell import CommandResult, HostShell
 
@@ -170,6 +170,9 @@ def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
         suffix = backup_suffix() if backup and state.exists and state.sha256 != wanted else None
         run(shell, install_command(tmp, path, mode, owner, group, suffix), sudo=sudo,
             display=f"install {path}")
-    finally:
+    except SSHError:
+        raise  # the connection is gone: no cleanup to attempt (the temp file is 0600)
+    except BaseException:
         run(shell, f"rm -f {quote(tmp)}", check=False)
+        raise
     return True

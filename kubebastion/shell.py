@@ -96,10 +96,14 @@ class SSHShell:
         return sftp
 
     def put(self, data: bytes, path: str) -> None:
-        sftp = self._sftp()
-        with sftp.open(path, "wb") as remote:
-            remote.chmod(0o600)
-            remote.write(data)
+        try:
+            sftp = self._sftp()
+            with sftp.open(path, "wb") as remote:
+                remote.chmod(0o600)
+                remote.write(data)
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise SSHError(f"{self.name}: upload to {path} failed: "
+                           f"{exc or type(exc).__name__}") from None
 
     def get(self, path: str) -> bytes:
         sftp = self._sftp()

@@ -140,7 +140,7 @@ def settings_from(
                           f"(known: {', '.join(sorted(_KEYS))})")
     cwd = Path.cwd()
     chosen_version = version or _text(data, "version") or DEFAULT_VERSION
-    if not _GIT_REF.match(chosen_version):
+    if not _GIT_REF.fullmatch(chosen_version):
         raise ConfigError(f"kubespray version {chosen_version!r} is not a git tag or branch")
     if source is not None:
         parsed_source = parse_source(source, chosen_version, cwd)
