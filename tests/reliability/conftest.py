@@ -172,9 +172,22 @@ class Collector:
     figures: list[Figure] = field(default_factory=list)
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
+    #: The code under test: what was checked out when the session started.
+    commit: str = ""
+    dirty: bool = False
 
 
-COLLECTOR = Collector()
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
+                              timeout=10, check=False).stdout.strip()
+    except OSError:
+        return ""
+
+
+COLLECTOR = Collector(
+    commit=_git("rev-parse", "--short", "HEAD"),
+    dirty=bool(_git("status", "--porcelain", "--", "kubebastion", "tasks.py", "lab")))
 
 
 class Figures:
@@ -230,14 +243,6 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     entry["message"] = message.strip().splitlines()[0][:300] if message.strip() else ""
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=10, check=False).stdout.strip()
-    except OSError:
-        return ""
-
-
 def _machine() -> dict[str, Any]:
     cpu = ""
     with suppress(OSError):
@@ -260,8 +265,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         "started": datetime.fromtimestamp(COLLECTOR.started, UTC).isoformat(timespec="seconds"),
         "finished": datetime.fromtimestamp(finished, UTC).isoformat(timespec="seconds"),
         "seconds": round(finished - COLLECTOR.started, 1),
-        "commit": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--", "kubebastion", "tasks.py", "lab")),
+        "commit": COLLECTOR.commit,
+        "dirty": COLLECTOR.dirty,
         "machine": _machine(),
         "tests": [{"test": nodeid, **entry} for nodeid, entry in COLLECTOR.outcomes.items()],
         "figures": [asdict(f) for f in COLLECTOR.figures],
