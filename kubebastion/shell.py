@@ -98,12 +98,26 @@ class SSHShell:
     def put(self, data: bytes, path: str) -> None:
         try:
             sftp = self._sftp()
-            with sftp.open(path, "wb") as remote:
+            remote = sftp.open(path, "wb")
+            try:
                 remote.chmod(0o600)
                 remote.write(data)
+            except BaseException:
+                self._abandon_sftp()  # a graceful close would wait another deadline
+                raise
+            remote.close()
         except (OSError, EOFError, paramiko.SSHException) as exc:
+            self._abandon_sftp()
             raise SSHError(f"{self.name}: upload to {path} failed: "
                            f"{exc or type(exc).__name__}") from None
+
+    def _abandon_sftp(self) -> None:
+        """Drop the SFTP session without waiting on it; the next transfer opens a new one."""
+        sftp = getattr(self.connection, "_sftp", None)
+        self.connection._sftp = None
+        if sftp is not None:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                sftp.get_channel().close()
 
     def get(self, path: str) -> bytes:
         sftp = self._sftp()
