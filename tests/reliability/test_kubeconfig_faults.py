@@ -439,3 +439,24 @@ def test_two_concurrent_fetch_kubeconfig_runs_serialize(rlab: lab.LabState, depl
                   "earlier one present", detail=f"exit codes {codes}, {seconds:.1f} s")
     assert codes == [0, 0], "\n".join(r.output[-1500:] for r in runs)
     assert not lost
+
+
+REPEATS = 25
+
+
+def test_fetch_kubeconfig_again_and_again_on_a_healthy_lab(rlab: lab.LabState, deployed: Path,
+                                                           figures: Figures) -> None:
+    """Nothing is wrong with the lab: every run must succeed (a spurious failure is a
+    fault too, and an intermittent one only shows over many runs)."""
+    failures = []
+    started = time.monotonic()
+    for n in range(REPEATS):
+        run = invoke("fetch-kubeconfig", "--config", deployed)
+        if run.code != 0:
+            last = run.stderr.strip().splitlines()[-1] if run.stderr.strip() else ""
+            failures.append(f"run {n + 1} (exit {run.code}, {run.seconds:.1f} s): {last}")
+    seconds = time.monotonic() - started
+    figures.count(f"`fetch-kubeconfig` {REPEATS} times in a row on a healthy lab",
+                  len(failures), 0, "failed runs", "every run exits 0",
+                  detail=f"{seconds:.0f} s in all; " + ("; ".join(failures[:3]) or "-"))
+    assert not failures, failures
