@@ -346,11 +346,17 @@ def bastion_config(state: lab.LabState) -> str:
     return as_root(state, "bastion", f"cat /home/{state.user}/.kube/config").stdout
 
 
-def paused_committer(state: lab.LabState, timeout: float = 90) -> int:
-    """The pid of the committer sleeping in the test hook's pause on the bastion."""
+def paused_committer(state: lab.LabState, proc: subprocess.Popen[str],
+                     timeout: float = 90) -> int:
+    """The pid of the committer sleeping in the test hook's pause on the bastion (fails
+    with the run's own output if ``proc`` ended before getting there)."""
     namespace = fresh(state).bastion.namespace
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"fetch-kubeconfig ended (exit {proc.returncode}) before "
+                                 f"its commit: {(out + err).strip()[-500:]}")
         pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
                               text=True, check=False).stdout.split()
         for pid in pids:
@@ -380,7 +386,7 @@ def test_fetch_kubeconfig_killed_on_either_side_leaves_a_complete_kubeconfig(
     started = time.monotonic()
     proc = spawn_invoke("fetch-kubeconfig", "--config", deployed, "--context", "killed-remote",
                         "--no-switch", env=hook)
-    os.kill(paused_committer(rlab), signal.SIGKILL)
+    os.kill(paused_committer(rlab, proc), signal.SIGKILL)
     remote_killed = finish(proc, started, timeout=120)
     after_remote = bastion_config(rlab)
     remote_ok = remote_killed.code == 1 and after_remote == before
@@ -398,7 +404,7 @@ def test_fetch_kubeconfig_killed_on_either_side_leaves_a_complete_kubeconfig(
     backups = set(backups_on_bastion(rlab))
     proc = spawn_invoke("fetch-kubeconfig", "--config", deployed, "--context", "killed-local",
                         "--no-switch", env=hook)
-    pid = paused_committer(rlab)
+    pid = paused_committer(rlab, proc)
     proc.kill()
     proc.communicate(timeout=60)
     deadline = time.monotonic() + PAUSE + 30
