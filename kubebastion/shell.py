@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import subprocess
 import tempfile
 import time
@@ -178,30 +177,41 @@ def close_stdin(channel: paramiko.Channel) -> None:
                 transport._send_user_message(message)  # type: ignore[attr-defined]
 
 
+_STDERR_DRAIN = 0.1  # seconds: how long stdout may block before stderr is drained
+
+
 def _collect(name: str, channel: paramiko.Channel, limit: float) -> CommandResult:
-    """Drain stdout and stderr until the exit status, or give up at the deadline."""
+    """Drain stdout and stderr until EOF and the exit status, or give up at the deadline.
+
+    Waits in ``recv`` with a short timeout, never in ``select`` on the channel: that
+    makes Paramiko create a pipe whose close races its transport thread, which can kill
+    the whole connection (see ``kubebastion.channel_socket``). Stdout wakes the loop at
+    once; stderr is drained at least every ``_STDERR_DRAIN`` seconds, so a command that
+    floods stderr cannot fill the channel window and stall.
+    """
     out: list[bytes] = []
     err: list[bytes] = []
     deadline = time.monotonic() + limit
+    # The exit status can arrive before the last output: read stdout to its EOF (after
+    # which nothing more comes), then wait for the status.
     while True:
-        if channel.recv_ready():
-            out.append(channel.recv(65536))
-            continue
-        if channel.recv_stderr_ready():
+        while channel.recv_stderr_ready():
             err.append(channel.recv_stderr(65536))
-            continue
-        # The exit status can arrive before the last output: stop only at EOF (after
-        # which nothing more comes), then drain what is buffered.
-        if channel.exit_status_ready() and (channel.eof_received or channel.closed):
-            while channel.recv_ready():
-                out.append(channel.recv(65536))
-            while channel.recv_stderr_ready():
-                err.append(channel.recv_stderr(65536))
-            break
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return CommandResult(None, _text(b"".join(out)), _text(b"".join(err)))
-        select.select([channel], [], [], min(remaining, 1.0))
+        channel.settimeout(min(remaining, _STDERR_DRAIN))
+        try:
+            data = channel.recv(65536)
+        except TimeoutError:
+            continue
+        if not data:
+            break
+        out.append(data)
+    if not channel.status_event.wait(max(deadline - time.monotonic(), 0.0)):
+        return CommandResult(None, _text(b"".join(out)), _text(b"".join(err)))
+    while channel.recv_stderr_ready():
+        err.append(channel.recv_stderr(65536))
     status = channel.recv_exit_status()
     transport = channel.get_transport()
     if status == -1 and (transport is None or not transport.is_active()):

@@ -14,24 +14,21 @@ answer is a ``ClusterHealth`` whose ``detail`` says what is missing.
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
-import select
 import socket
 import ssl
 import tempfile
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import paramiko
 from nornir.core import Nornir
 from nornir.core.task import Result, Task
 
+from kubebastion.channel_socket import channel_socket
 from kubebastion.cluster import Cluster
 from kubebastion.connection import CONNECTION_NAME, open_tunnel
 from kubebastion.errors import KubeBastionError, KubeconfigError
@@ -172,44 +169,6 @@ def check_api(opener: Opener, address: str, port: int, credentials: ApiCredentia
     return evaluate(version, nodes, expected)
 
 
-def channel_socket(channel: paramiko.Channel) -> socket.socket:
-    """A real socket whose other end is pumped to and from an SSH channel, so that
-    ``ssl`` and ``http.client`` can use the channel.
-
-    One thread does all the channel calls and ends with a single ``close()``: a
-    ``shutdown_write()`` racing a ``close()`` from another thread can put an EOF on the
-    wire after the CLOSE, and OpenSSH drops the *whole connection* for an EOF on a freed
-    channel ("ieof packet referred to nonexistent channel"), taking every node's tunnel
-    with it.
-    """
-    ours, theirs = socket.socketpair()
-
-    def pump() -> None:
-        try:
-            while True:
-                readable, _, _ = select.select([theirs.fileno(), channel.fileno()], [], [])
-                if theirs.fileno() in readable:
-                    data = theirs.recv(65536)
-                    if not data:
-                        return
-                    channel.sendall(data)
-                if channel.fileno() in readable:
-                    data = channel.recv(65536)
-                    if not data:
-                        return
-                    theirs.sendall(data)
-        except (OSError, EOFError, paramiko.SSHException):
-            return
-        finally:
-            channel.close()
-            with contextlib.suppress(OSError):
-                theirs.shutdown(socket.SHUT_RDWR)
-            theirs.close()
-
-    threading.Thread(target=pump, daemon=True, name="kubebastion-tunnel").start()
-    return ours
-
-
 def bastion_opener(nornir: Nornir, cluster: Cluster, timeout: float = _TIMEOUT) -> Opener:
     """Connections from the bastion: a tunnel over its SSH connection, or a plain socket
     when kubebastion runs on the bastion itself."""
@@ -221,7 +180,6 @@ def bastion_opener(nornir: Nornir, cluster: Cluster, timeout: float = _TIMEOUT) 
         connection = host.get_connection(CONNECTION_NAME, nornir.config)
         channel = open_tunnel(connection, cluster.bastion.name, Endpoint(address, port, ""),
                               f"API {address}:{port}", timeout)
-        channel.settimeout(timeout)
         return channel_socket(channel)
 
     return open_from_bastion

@@ -450,9 +450,6 @@ def test_two_concurrent_fetch_kubeconfig_runs_serialize(rlab: lab.LabState, depl
 REPEATS = 25
 
 
-@pytest.mark.xfail(strict=False, reason="open bug: fetch-kubeconfig intermittently loses the "
-                   "bastion connection (~1 run in 10-15, EOFError in a tunnel pump); "
-                   "root cause not found yet")
 def test_fetch_kubeconfig_again_and_again_on_a_healthy_lab(rlab: lab.LabState, deployed: Path,
                                                            figures: Figures) -> None:
     """Nothing is wrong with the lab: every run must succeed (a spurious failure is a
