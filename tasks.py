@@ -375,4 +375,3 @@ def _collection() -> Collection:
 
 
 namespace = _collection()
-_ = (Path, err_console)

@@ -19,7 +19,15 @@ from ``state.bastion.ssh_address`` (198.18.0.2 only for the default lab, when fr
 """
 
 from lab.hosts import host_exec, replace_host_key, restart_sshd
-from lab.lifecycle import down, netns_usable, preflight, status, up, write_client_files
+from lab.lifecycle import (
+    down,
+    netns_usable,
+    preflight,
+    status,
+    unavailable_reason,
+    up,
+    write_client_files,
+)
 from lab.netns import exec_in
 from lab.network import http_get_from, link_down, link_up, reset_bastion_egress
 from lab.state import (
@@ -53,6 +61,7 @@ __all__ = [
     "reset_bastion_egress",
     "restart_sshd",
     "status",
+    "unavailable_reason",
     "up",
     "write_client_files",
 ]

@@ -121,6 +121,19 @@ def netns_usable() -> str | None:
     return None
 
 
+def unavailable_reason() -> str | None:
+    """Why a lab cannot be built on this machine, in one line (None: it can)."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, sshd, useradd); run as root"
+    why = netns_usable()
+    if why:
+        return f"the lab needs network namespaces: {why}"
+    problems = preflight()
+    if problems:
+        return "lab prerequisites missing: " + "; ".join(problems)
+    return None
+
+
 def _resolve_state_dir(state_dir: Path | str) -> Path:
     resolved = Path(state_dir).resolve()
     why = hosts.forbidden_state_dir(resolved)

@@ -18,7 +18,7 @@ from nornir.core.task import Result as NornirResult
 from nornir.plugins.runners import SerialRunner
 
 from kubebastion.errors import ConfigError
-from kubebastion.kubespray.health import ClusterHealth, cluster_health
+from kubebastion.kubespray.health import ClusterHealth, cluster_health, poll_health
 from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent
 from kubebastion.kubespray.settings import KubespraySettings, settings_from
 from kubebastion.kubespray.sshtrust import BastionKey
@@ -33,7 +33,6 @@ from kubebastion.steps.kubespray import (
 )
 
 HEALTH, PLAYBOOK, AUTHORIZE = "cluster health", "playbook", "authorized_keys"
-_POLL = 2.0
 
 
 @dataclass
@@ -89,16 +88,6 @@ def health_row(health: ClusterHealth) -> HostOutcome:
     return HostOutcome("cluster", OK, detail, {"part": HEALTH})
 
 
-def wait_until_healthy(run: Run, timeout: float) -> ClusterHealth:
-    """Poll until every node is Ready (kubespray ends before the last kubelet reports)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        health = cluster_health(run.nornir, run.cluster)
-        if health.healthy or time.monotonic() >= deadline:
-            return health
-        time.sleep(_POLL)
-
-
 def deploy_kubespray(run: Run, settings: KubespraySettings, *,
                      on_line: Callable[[str], None] | None = None,
                      progress: Callable[[ProgressEvent], None] | None = None,
@@ -144,7 +133,8 @@ def deploy_kubespray(run: Run, settings: KubespraySettings, *,
     if played.failed or dry_run:
         return report
 
-    report.health = wait_until_healthy(run, settings.ready_timeout)
+    report.health = poll_health(lambda: cluster_health(run.nornir, run.cluster),
+                                settings.ready_timeout)
     status = OK if report.health.healthy else FAILED
     detail = report.health.detail if report.health.healthy else (
         f"after the playbook, within {settings.ready_timeout:g} s: {report.health.detail}")

@@ -20,6 +20,7 @@ import os
 import socket
 import ssl
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -112,7 +113,9 @@ def evaluate(version: Mapping[str, Any], nodes: Mapping[str, Any],
     return ClusterHealth(not problems, detail, api_version, ready, not_ready, missing)
 
 
-def _tls_context(credentials: ApiCredentials) -> ssl.SSLContext:
+def tls_context(credentials: ApiCredentials) -> ssl.SSLContext:
+    """A client context that trusts only the cluster CA and presents the admin
+    certificate (``ssl`` loads keys from files only: a private temp dir, gone at once)."""
     context = ssl.create_default_context(cadata=credentials.ca_pem.decode())
     with tempfile.TemporaryDirectory(prefix="kubebastion-") as folder:
         cert, key = Path(folder) / "client.crt", Path(folder) / "client.key"
@@ -149,7 +152,7 @@ def check_api(opener: Opener, address: str, port: int, credentials: ApiCredentia
               expected: Sequence[str], timeout: float = _TIMEOUT) -> ClusterHealth:
     where = f"https://{address}:{port}"
     try:
-        context = _tls_context(credentials)
+        context = tls_context(credentials)
     except (OSError, ssl.SSLError, ValueError) as exc:
         return ClusterHealth(False, f"{where}: unusable client credentials: {exc}")
     for attempt in (1, 2):  # one retry: a torn TLS stream (SSLEOFError) is not an answer
@@ -167,6 +170,19 @@ def check_api(opener: Opener, address: str, port: int, credentials: ApiCredentia
     if not isinstance(version, Mapping) or not isinstance(nodes, Mapping):
         return ClusterHealth(False, f"{where}: unexpected answer")
     return evaluate(version, nodes, expected)
+
+
+def poll_health(check: Callable[[], ClusterHealth], timeout: float, interval: float = 2.0,
+                clock: Callable[[], float] = time.monotonic,
+                sleep: Callable[[float], None] = time.sleep) -> ClusterHealth:
+    """Call ``check`` until the cluster is healthy or ``timeout`` passes; the last answer.
+    (The playbook ends before the last kubelet reports Ready, so one look is not enough.)"""
+    deadline = clock() + timeout
+    while True:
+        health = check()
+        if health.healthy or clock() >= deadline:
+            return health
+        sleep(interval)
 
 
 def bastion_opener(nornir: Nornir, cluster: Cluster, timeout: float = _TIMEOUT) -> Opener:

@@ -43,13 +43,14 @@ from kubebastion.kubespray.health import (
     admin_credentials,
     bastion_opener,
     check_api,
+    poll_health,
 )
 from kubebastion.remote import read_file
 from kubebastion.remote_kubeconfig import MergeFunction, kubeconfig_path, write_merged
 from kubebastion.report import FAILED, HostOutcome, describe_exception, outcomes
 from kubebastion.runtime import Run, full_inventory
 from kubebastion.shell import shell_for, shell_for_host
-from kubebastion.steps.verify import NodeRow, kubectl_get_nodes, list_nodes, wait_until_ready
+from kubebastion.steps.verify import NodeRow, kubectl_get_nodes, list_nodes
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 DEFAULT_TUNNEL_PORT = 16443
@@ -291,8 +292,10 @@ def run_fetch_kubeconfig(run: Run, *, context: str | None = None, switch: bool =
     if outcome.health is not None and outcome.health.healthy:
         report.health = outcome.health
     else:
-        report.health = wait_until_ready(opener, address, cluster.api_port,
-                                         outcome.credentials, expected, ready_timeout)
+        credentials = outcome.credentials
+        report.health = poll_health(
+            lambda: check_api(opener, address, cluster.api_port, credentials, expected),
+            ready_timeout)
     if not report.health.healthy:
         rows[0] = HostOutcome(bastion, FAILED,
                               f"nodes not Ready after {ready_timeout:g} s: "

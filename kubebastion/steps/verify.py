@@ -7,18 +7,15 @@ its SSH connection), with nothing required on the bastion but sshd.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kubebastion.kubespray.health import (
     ApiCredentials,
-    ClusterHealth,
     Opener,
-    _tls_context,
     api_get,
-    check_api,
+    tls_context,
 )
 from kubebastion.remote import quote, run
 from kubebastion.shell import HostShell
@@ -30,18 +27,6 @@ class NodeRow:
     status: str
     roles: str
     version: str
-
-
-def wait_until_ready(opener: Opener, address: str, port: int, credentials: ApiCredentials,
-                     expected: Sequence[str], timeout: float, interval: float = 2.0,
-                     clock: Callable[[], float] = time.monotonic) -> ClusterHealth:
-    """Poll until every expected node is Ready or ``timeout`` passes; the last answer."""
-    deadline = clock() + timeout
-    while True:
-        health = check_api(opener, address, port, credentials, expected)
-        if health.healthy or clock() >= deadline:
-            return health
-        time.sleep(interval)
 
 
 def node_rows(node_list: Mapping[str, Any]) -> list[NodeRow]:
@@ -65,7 +50,7 @@ def node_rows(node_list: Mapping[str, Any]) -> list[NodeRow]:
 
 def list_nodes(opener: Opener, address: str, port: int, credentials: ApiCredentials
                ) -> list[NodeRow]:
-    nodes = api_get(opener, address, port, "/api/v1/nodes", _tls_context(credentials))
+    nodes = api_get(opener, address, port, "/api/v1/nodes", tls_context(credentials))
     return node_rows(nodes)
 
 

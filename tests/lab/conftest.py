@@ -46,6 +46,7 @@ import pytest
 # pyproject.toml's `pythonpath = ["."]` makes it importable.
 import lab
 from lab.lock import held, session_lock
+from tests.labgate import require_lab
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX_ENV = "KUBEBASTION_LAB_PREFIX"
@@ -81,19 +82,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         items[:] = [item for item in items if id(item) not in ids] + last
 
 
-def lab_skip_reason() -> str | None:
-    """Why lab tests cannot run here (None: they can)."""
-    if os.geteuid() != 0:
-        return "lab tests need root (network namespaces, sshd, useradd); run as root"
-    why = lab.netns_usable()
-    if why:
-        return f"lab tests need network namespaces: {why}"
-    problems = lab.preflight()
-    if problems:
-        return "lab prerequisites missing: " + "; ".join(problems)
-    return None
-
-
 @pytest.fixture(scope="session")
 def lab_params() -> dict[str, Any]:
     """The keyword arguments ``lab_env`` passed to ``lab.up`` (call ``lab.up(**lab_params)``
@@ -104,9 +92,7 @@ def lab_params() -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def lab_env() -> Iterator[lab.LabState]:
     """A running lab for the whole session (see the module docstring); torn down at the end."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    require_lab()
     try:
         lab.Topology(PREFIX, LAB_PARAMS["control_planes"], LAB_PARAMS["workers"])
     except lab.LabError as exc:

@@ -40,6 +40,7 @@ import pytest
 
 import lab
 from lab.lock import held, session_lock
+from tests.labgate import require_lab
 
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("KUBEBASTION_RELIABILITY_PREFIX") or "kbr"
@@ -87,24 +88,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # --- the labs -------------------------------------------------------------------------
 
 
-def lab_skip_reason() -> str | None:
-    if os.geteuid() != 0:
-        return "lab tests need root (network namespaces, sshd, useradd); run as root"
-    why = lab.netns_usable()
-    if why:
-        return f"lab tests need network namespaces: {why}"
-    problems = lab.preflight()
-    if problems:
-        return "lab prerequisites missing: " + "; ".join(problems)
-    return None
-
-
 @contextmanager
 def running_lab(params: dict[str, Any]) -> Iterator[lab.LabState]:
     """A lab of our own for as long as the block runs, down at the end whatever happens."""
-    reason = lab_skip_reason()
-    if reason:
-        pytest.skip(reason)
+    require_lab()
     prefix = params["name_prefix"]
     with ExitStack() as stack:
         try:
