@@ -50,6 +50,7 @@ REPO = BENCH.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+import deploy_overhead  # noqa: E402
 from samples import Sample, Series, series_from_json, series_json  # noqa: E402
 from workloads import (  # noqa: E402
     CHECK_BATCH,
@@ -541,6 +542,29 @@ def fetch_kubeconfig_phase(state: lab.LabState, reps: int, results: dict[str, An
     results["fetch_kubeconfig"]["profile"] = profile_fetch(config, env, folder)
 
 
+def deploy_overhead_phase(workers: int, reps: int, results: dict[str, Any]) -> None:
+    """``invoke deploy`` on a lab built from nothing, then again (nothing to do), ``reps``
+    times; see bench/deploy_overhead.py."""
+    entry: dict[str, list[dict[str, Any]]] = {"fresh": [], "rerun": []}
+    results.setdefault("deploy_overhead", {})[str(workers)] = entry
+    folder = WORK / f"deploy-1+{workers}"
+    shutil.rmtree(folder, ignore_errors=True)
+    env = {**os.environ, "KUBEBASTION_SUDO_PASSWORD": "kbb-" + secrets.token_hex(6)}
+    for rep in range(reps):
+        lab.down(PREFIX, USER, STATE_DIR)
+        state, seconds = timed_up(1, workers)
+        results["lab_up"].setdefault(f"1+{workers}", []).append(seconds)
+        config = kubespray_config(state, folder / f"rep-{rep}")
+        for kind in ("fresh", "rerun"):
+            sample = deploy_overhead.deploy_once(INVOKE, config, env, REPO,
+                                                 folder / f"rep-{rep}" / f"{kind}.log")
+            entry[kind].append(sample)
+            print(f"  deploy 1+{workers} {kind} {rep + 1}/{reps}: {sample['wall']:.1f} s, "
+                  f"playbook {sample.get('playbook', 0):.1f} s, overhead "
+                  f"{sample.get('overhead', 0):.1f} s rc={sample['rc']} "
+                  f"{sample.get('error', '')}", flush=True)
+
+
 def _first_error(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for i, line in enumerate(lines):
@@ -681,6 +705,10 @@ def main() -> int:
     parser.add_argument("--workloads", default="A,B,C")
     parser.add_argument("--skip-fetch", action="store_true")
     parser.add_argument("--skip-labup", action="store_true")
+    parser.add_argument("--skip-deploy", action="store_true")
+    parser.add_argument("--deploy-shapes", default="3,30",
+                        help="worker counts of the deploy-overhead labs (1 control plane each)")
+    parser.add_argument("--deploy-reps", type=int, default=3)
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the profile phase (largest N)")
@@ -713,7 +741,7 @@ def main() -> int:
         RESULTS_JSON.write_text(json.dumps(results, indent=1))
 
     if args.profile_only:
-        args.skip_labup = args.skip_fetch = True
+        args.skip_labup = args.skip_fetch = args.skip_deploy = True
         tools, workloads = ["kubebastion"], ["A"]
         phases: list[tuple[int, str, list[str]]] = []
     else:
@@ -732,6 +760,12 @@ def main() -> int:
             lab_ups.setdefault("1+30", []).append(seconds)
             print(f"  lab.up bastion + 1 control plane + 30 workers: {seconds:.2f} s",
                   flush=True)
+
+    if not args.skip_deploy:
+        for workers in (int(w) for w in args.deploy_shapes.split(",") if w):
+            with lab_phase(f"deploy overhead 1+{workers}", args.lock_wait):
+                deploy_overhead_phase(workers, args.deploy_reps, results)
+            save()
 
     for n, phase_tools, phase_workloads in phases:
         with lab_phase(f"N={n} {phase_tools} {','.join(phase_workloads)}", args.lock_wait):

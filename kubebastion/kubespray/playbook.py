@@ -353,7 +353,7 @@ class PlaybookOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {"exit_code": self.exit_code, "remote_log": self.remote_log,
-                "local_log": self.local_log, "seconds": round(self.seconds, 1),
+                "local_log": self.local_log, "seconds": round(self.seconds, 3),
                 **self.summary.as_dict()}
 
     def recap_line(self) -> str:

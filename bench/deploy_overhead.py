@@ -1,0 +1,114 @@
+"""Deploy's own overhead: the wall time of ``invoke deploy`` minus kubespray's playbook.
+
+Issue 6 asks how little kubebastion adds on top of kubespray, for bastion + 1 control
+plane + 3 workers and + 30 workers (target: under 5 s for 1 + 3). Each repetition
+deploys a lab built from nothing. The playbook is the lab's kubespray stand-in, run by
+the real ansible-playbook from the bastion. Everything else is the overhead: the
+interpreter and imports, preflight, NAT, the egress check, the kubespray checkout,
+venv and inventory, admin.conf, fetch-kubeconfig and the wait for Ready.
+
+The same lab is then deployed again. Nothing is left to do, so the playbook is skipped
+and the whole run is overhead: the cost of a no-op rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+def deploy_once(invoke: Path, config: Path, env: dict[str, str], cwd: Path, log: Path
+                ) -> dict[str, Any]:
+    """One ``invoke deploy --json`` as a process: its wall time, the playbook's time
+    (from the JSON report), the overhead, and each step's seconds."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([str(invoke), "deploy", "--config", str(config), "--json"],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=1800,
+                          check=False)
+    wall = time.perf_counter() - t0
+    log.write_text(proc.stdout + "\n--- stderr\n" + proc.stderr)
+    sample: dict[str, Any] = {"rc": proc.returncode, "wall": wall}
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        sample["error"] = (proc.stderr.strip().splitlines() or ["no JSON report"])[-1]
+        return sample
+    steps = {s["name"]: s["seconds"] for s in report["steps"]}
+    playbook = next((s["extra"]["playbook"]["seconds"] for s in report["steps"]
+                     if "playbook" in (s.get("extra") or {})), 0.0)
+    sample.update(report_seconds=report["seconds"], playbook=playbook,
+                  overhead=wall - playbook, steps=steps, ok=report["ok"],
+                  changed=report["changed"])
+    if not report["ok"]:
+        sample["error"] = f"step {report['failed_step']} failed (log {log})"
+    return sample
+
+
+def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the successful samples (None when none succeeded)."""
+    good = [s for s in samples if s["rc"] == 0 and s.get("ok")]
+    if not good:
+        return {"runs": len(samples), "good": 0}
+    steps = sorted({name for s in good for name in s["steps"]})
+    return {
+        "runs": len(samples), "good": len(good),
+        "wall": statistics.median(s["wall"] for s in good),
+        "playbook": statistics.median(s["playbook"] for s in good),
+        "overhead": statistics.median(s["overhead"] for s in good),
+        "overhead_max": max(s["overhead"] for s in good),
+        "steps": {n: statistics.median(s["steps"].get(n, 0.0) for s in good) for n in steps},
+    }
+
+
+def render(results: dict[str, Any]) -> list[str]:
+    """The markdown section of bench/results.md."""
+    entries = results.get("deploy_overhead")
+    out = ["## Deploy overhead (issue 6)", ""]
+    if not entries:
+        return [*out, "TODO: not measured in this run (`--skip-deploy`).", ""]
+    out += [
+        "`invoke deploy --config <lab config> --json` as a process, on a lab built from "
+        "nothing for every repetition. Playbook = the playbook's own time in the JSON report "
+        "(the lab's kubespray stand-in, run by the real ansible-playbook on the bastion). "
+        "Overhead = process wall time minus that. Rerun = the same deploy again right away: "
+        "nothing to do, so the playbook is skipped and all of it is overhead.",
+        "",
+        "| lab | deploy wall s | playbook s | overhead s (median, max) | target | "
+        "rerun wall s | runs |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for shape, entry in entries.items():
+        fresh, rerun = summarize(entry["fresh"]), summarize(entry["rerun"])
+        if not fresh.get("good"):
+            errors = "; ".join(s.get("error", "") for s in entry["fresh"])[:300]
+            out.append(f"| 1+{shape} | FAILED: {errors} | | | | | {fresh['runs']} |")
+            continue
+        target = ("under 5 s: " + ("**met**" if fresh["overhead"] < 5 else "**missed**")
+                  if shape == "3" else "-")
+        rerun_wall = f"{rerun['wall']:.2f}" if rerun.get("good") else "FAILED"
+        out.append(f"| 1+{shape} | {fresh['wall']:.2f} | {fresh['playbook']:.2f} | "
+                   f"{fresh['overhead']:.2f} ({fresh['overhead_max']:.2f}) | {target} | "
+                   f"{rerun_wall} | {fresh['good']}/{fresh['runs']} |")
+    out += ["", "Where the overhead goes (median seconds per step, fresh deploy; the kubespray "
+            "step includes the playbook):", "",
+            "| lab | " + " | ".join(_step_names(entries)) + " |",
+            "|---|" + "---|" * len(_step_names(entries))]
+    for shape, entry in entries.items():
+        steps = summarize(entry["fresh"]).get("steps") or {}
+        out.append(f"| 1+{shape} | " + " | ".join(
+            f"{steps[n]:.2f}" if n in steps else "-" for n in _step_names(entries)) + " |")
+    return [*out, ""]
+
+
+def _step_names(entries: dict[str, Any]) -> list[str]:
+    names: list[str] = []
+    for entry in entries.values():
+        for sample in entry["fresh"]:
+            for name in sample.get("steps") or {}:
+                if name not in names:
+                    names.append(name)
+    return names

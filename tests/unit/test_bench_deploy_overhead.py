@@ -1,0 +1,52 @@
+"""bench/deploy_overhead.py's pure parts: medians over runs and the results.md section."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def load() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("deploy_overhead", BENCH / "deploy_overhead.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def sample(wall: float, playbook: float, rc: int = 0) -> dict[str, Any]:
+    return {"rc": rc, "wall": wall, "playbook": playbook, "overhead": wall - playbook,
+            "ok": rc == 0, "steps": {"preflight": 0.5, "kubespray": playbook + 1.0}}
+
+
+def test_summary_is_the_median_of_the_good_runs_only() -> None:
+    summary = load().summarize([sample(10, 7), sample(12, 8), sample(30, 1, rc=1),
+                                sample(11, 7)])
+    assert summary["good"] == 3 and summary["runs"] == 4
+    assert summary["overhead"] == 4.0 and summary["overhead_max"] == 4.0
+    assert summary["steps"]["kubespray"] == 8.0
+
+
+def test_the_section_says_whether_the_1_plus_3_target_is_met() -> None:
+    module = load()
+    met = module.render({"deploy_overhead": {
+        "3": {"fresh": [sample(10, 7)], "rerun": [sample(2, 0)]}}})
+    missed = module.render({"deploy_overhead": {
+        "3": {"fresh": [sample(20, 7)], "rerun": [sample(2, 0)]}}})
+    assert any("| 1+3 | 10.00 | 7.00 | 3.00 (3.00) | under 5 s: **met**" in line for line in met)
+    assert any("**missed**" in line for line in missed)
+
+
+def test_a_shape_where_every_deploy_failed_is_reported_as_failed() -> None:
+    failed = dict(sample(5, 0, rc=1), error="step egress failed")
+    text = "\n".join(load().render({"deploy_overhead": {
+        "30": {"fresh": [failed], "rerun": []}}}))
+    assert "| 1+30 | FAILED: step egress failed" in text
+
+
+def test_without_measurements_the_section_is_a_todo() -> None:
+    assert any(line.startswith("TODO") for line in load().render({}))
