@@ -177,6 +177,14 @@ def connect(
             f"{where}: timed out connecting ({settings.connect_timeout:g} s): {exc}"
         ) from None
     except paramiko.SSHException as exc:
+        transport = conn.client.get_transport()
+        if transport is not None and not transport.remote_version:
+            # Paramiko's own message depends on which thread noticed first ("Error
+            # reading SSH protocol banner" or "No existing session"): say what happened.
+            raise SSHError(
+                f"{where}: no SSH banner within {settings.banner_timeout:g} s (banner "
+                f"timeout): is sshd listening on port {endpoint.port}? ({exc})"
+            ) from None
         raise SSHError(f"{where}: SSH negotiation failed: {exc}") from None
     except OSError as exc:
         raise SSHError(f"{where}: cannot connect: {exc}") from None

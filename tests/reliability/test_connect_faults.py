@@ -165,6 +165,7 @@ def test_a_listener_that_never_sends_a_banner_fails_within_banner_timeout(
                     ok=set(results.failed_hosts) == {victim.name})
     assert set(results.failed_hosts) == {victim.name}, message
     assert victim.name in message
+    assert "no SSH banner" in message, message
     assert seconds[victim.name] <= BANNER_TIMEOUT + SLACK, message
 
 
@@ -187,6 +188,7 @@ def test_a_bastion_that_never_sends_a_banner_fails_every_host_within_banner_time
                     ok=all_failed)
     assert all_failed
     assert "bastion" in exception_text(results, "bastion")
+    assert "no SSH banner" in exception_text(results, "bastion")
     assert seconds[slowest] <= BANNER_TIMEOUT + SLACK, (
         f"{slowest} failed only after {seconds[slowest]:.1f} s: "
         + ", ".join(f"{h} {s:.1f} s" for h, s in sorted(seconds.items())))
