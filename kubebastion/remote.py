@@ -145,6 +145,15 @@ def backup_suffix(now: float | None = None) -> str:
     return f"kubebastion-backup-{stamp}"
 
 
+UPLOAD_NAME = ".kubebastion-upload."  # in /tmp: the login user may write nowhere else
+#: An upload whose connection died leaves its temp file behind (nothing can remove it
+#: then). The next write on that host removes the login user's own leftovers once they
+#: are an hour old: an upload in progress keeps touching its file, and a stalled one
+#: fails at the command deadline long before.
+SWEEP_STALE_UPLOADS = (f"find /tmp -maxdepth 1 -type f -name '{UPLOAD_NAME}*' "
+                       '-user "$(id -u)" -mmin +60 -delete 2>/dev/null')
+
+
 def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
                owner: str | None = None, group: str | None = None, sudo: bool = False,
                backup: bool = False, dry_run: bool = False) -> bool:
@@ -164,7 +173,8 @@ def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
         return False
     if dry_run:
         return True
-    tmp = run(shell, "umask 077 && mktemp /tmp/.kubebastion-upload.XXXXXXXX").stdout.strip()
+    tmp = run(shell, f"umask 077 && {SWEEP_STALE_UPLOADS}; "
+              f"mktemp /tmp/{UPLOAD_NAME}XXXXXXXX").stdout.strip()
     try:
         shell.put(data, tmp)
         suffix = backup_suffix() if backup and state.exists and state.sha256 != wanted else None

@@ -320,3 +320,28 @@ def wait_for_upload(state: lab.LabState, node: str, timeout: float = 20) -> None
             return
         time.sleep(0.05)
     raise AssertionError("the upload never started")
+
+
+def test_uploads_left_by_dead_connections_are_swept_by_a_later_write(
+        rlab: lab.LabState, config: Path, figures: Figures) -> None:
+    """A killed connection leaves its upload temp file (nothing can remove it then); the
+    next write on the host removes the user's own ones older than an hour, and only those."""
+    node = rlab.nodes[-1].name
+    stale, fresh, foreign = ("/tmp/.kubebastion-upload.stale001",
+                             "/tmp/.kubebastion-upload.fresh001",
+                             "/tmp/.kubebastion-upload.root0001")
+    as_root(rlab, node, f"rm -f /tmp/.kubebastion-upload.*; "
+            f"su {rlab.user} -c 'touch {stale} {fresh}'; touch {foreign}; "
+            f"touch -d '2 hours ago' {stale} {foreign}")
+    with NodeShell(config, node) as shell:
+        remote.write_file(shell, f"/home/{rlab.user}/reliability-sweep.txt",
+                          f"{time.time()}\n".encode())
+    left = set(as_root(rlab, node, "ls -a /tmp").stdout.split())
+    as_root(rlab, node, f"rm -f {foreign} {fresh}")
+    swept = stale.rsplit("/", 1)[1] not in left
+    kept = {fresh.rsplit("/", 1)[1], foreign.rsplit("/", 1)[1]} <= left
+    figures.record("upload temp file left by a dead connection (2 h old)",
+                   "removed by the next write; recent and other users' files kept",
+                   f"stale removed: {swept}; recent and root's kept: {kept}", swept and kept)
+    assert swept, "the stale upload is still there"
+    assert kept, "a recent upload or another user's file was removed"
