@@ -188,10 +188,28 @@ def connect(
         raise SSHError(f"{where}: SSH negotiation failed: {exc}") from None
     except OSError as exc:
         raise SSHError(f"{where}: cannot connect: {exc}") from None
+    except EOFError:
+        through = " (the tunnel through the jump host closed)" if sock is not None else ""
+        raise SSHError(f"{where}: the connection closed during the SSH handshake{through}"
+                       ) from None
     transport = conn.client.get_transport()
     if transport is not None:
         transport.set_keepalive(15)
     return conn
+
+
+def gateway_alive(gateway: fabric.Connection) -> bool:
+    transport = gateway.client.get_transport()
+    return transport is not None and transport.is_active()
+
+
+def why_gateway_died(gateway: fabric.Connection) -> str:
+    """What ended the jump host's connection, as far as Paramiko knows."""
+    transport = gateway.client.get_transport()
+    error = getattr(transport, "saved_exception", None) if transport is not None else None
+    if error is None or isinstance(error, EOFError):
+        return "the jump host closed it"
+    return f"{type(error).__name__}: {error}"
 
 
 def open_tunnel(
@@ -261,7 +279,14 @@ class FabricConnection:
                 sock = open_tunnel(
                     gateway_conn, gateway_name, endpoint, host_name, settings.connect_timeout
                 )
-                return connect(endpoint, settings, host_name, sock=sock)
+                try:
+                    return connect(endpoint, settings, host_name, sock=sock)
+                except SSHError as exc:
+                    if gateway_alive(gateway_conn):
+                        raise
+                    raise SSHError(f"{host_name}: the connection to jump host "
+                                   f"{gateway_name} was lost while connecting: "
+                                   f"{why_gateway_died(gateway_conn)} ({exc})") from None
 
             # Keyed apart from a direct login to the same address.
             tunneled = Endpoint(f"{endpoint.hostname}@via:{gateway.hostname}",
