@@ -81,7 +81,7 @@ class SSHShell:
         with channel:
             if stdin is not None:
                 with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                    channel.sendall(stdin.encode())
+                    send_stdin(channel, stdin.encode())
             close_stdin(channel)
             return _collect(self.name, channel, limit)
 
@@ -155,6 +155,35 @@ class LocalShell:
 
     def get(self, path: str) -> bytes:
         return Path(path).expanduser().read_bytes()
+
+
+def send_stdin(channel: paramiko.Channel, data: bytes) -> None:
+    """Write ``data`` to the command's stdin unless the channel is already closed.
+
+    The same race as ``close_stdin``, with DATA instead of EOF: a command that does not
+    read its stdin (sudo that needs no password) can end, and the transport thread
+    answer the server's CLOSE, between ``sendall``'s closed check and its send. OpenSSH
+    then drops the whole connection ("data packet referred to nonexistent channel"; seen
+    in the lab with 16 threads sending a password to fast commands). So each packet is
+    decided and sent under the channel's lock. Paramiko itself sends outside the lock
+    so that a key re-exchange cannot stall on it; here the worst case of that rare
+    coincidence is Paramiko's 30 s key-exchange wait, for a password or a small script.
+    """
+    transport = channel.get_transport()
+    view = memoryview(data)
+    while view and transport is not None:
+        with channel.lock:
+            if channel.closed:
+                return
+            size = channel._wait_for_send_window(len(view))  # type: ignore[attr-defined]
+            if size == 0:  # EOF already sent, or closed while waiting for the window
+                return
+            message = paramiko.Message()
+            message.add_byte(paramiko.common.cMSG_CHANNEL_DATA)
+            message.add_int(channel.remote_chanid)
+            message.add_string(bytes(view[:size]))
+            transport._send_user_message(message)  # type: ignore[attr-defined]
+        view = view[size:]
 
 
 def close_stdin(channel: paramiko.Channel) -> None:

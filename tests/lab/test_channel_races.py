@@ -1,10 +1,15 @@
-"""Tunnels through the bastion's connection under churn, for real.
+"""Races between our threads and Paramiko's transport thread, for real: each one, when
+lost, kills a whole SSH connection (through the bastion: every node's).
 
-Many short TLS connections to the lab's API server, closed by the client while the
+Tunnels: many short TLS connections to the lab's API server, closed by the client while the
 server is still sending (TLS 1.3 session tickets follow the handshake), through the one
 shared SSH connection to the bastion. Paramiko's channel pipe raced its transport
 thread on exactly this pattern and killed the connection: "connection lost" on about
 one ``fetch-kubeconfig`` in fifteen (see ``kubebastion.channel_socket``).
+
+Stdin: a password sent to a command that does not read it (sudo that needs none) could
+go out after the channel's CLOSE, and OpenSSH dropped the connection ("data packet
+referred to nonexistent channel"; see ``kubebastion.shell.send_stdin``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import lab
 from kubebastion import remote
 from kubebastion.kubespray.health import bastion_opener
 from kubebastion.runtime import Run, build_run
-from kubebastion.shell import shell_for_host
+from kubebastion.shell import HostShell, shell_for_host
 from tests.lab.test_kubespray import invoke_kubespray, write_config
 
 pytestmark = pytest.mark.lab
@@ -36,6 +41,11 @@ def run(lab_env: lab.LabState, tmp_path_factory: pytest.TempPathFactory) -> Iter
     run = build_run(config)
     yield run
     run.close()
+
+
+def shells(run: Run) -> list[HostShell]:
+    names = [run.cluster.bastion.name] + [n.name for n in run.cluster.nodes]
+    return [shell_for_host(run.nornir.inventory.hosts[n], run.nornir.config) for n in names]
 
 
 def pump_threads() -> list[str]:
@@ -77,3 +87,34 @@ def test_tls_churn_through_the_bastion_keeps_its_connection(run: Run) -> None:
         time.sleep(0.05)
     assert not pump_threads(), f"pump threads left running: {pump_threads()[:4]}"
 
+
+
+STDIN_THREADS = 4  # per host
+STDIN_ROUNDS = 60  # per thread; the old sendall lost a connection in 6 of 8 such runs
+
+
+def test_stdin_to_commands_that_end_at_once_keeps_every_connection(run: Run) -> None:
+    hosts = shells(run)
+    for shell in hosts:
+        shell.run("true")  # connected before the storm
+    errors: list[str] = []
+
+    def storm(shell: HostShell) -> None:
+        for _ in range(STDIN_ROUNDS):
+            try:
+                result = shell.run("exit 0", stdin="not-read-by-anyone\n")
+            except Exception as exc:  # the connection is gone: nothing more to learn
+                errors.append(f"{shell.name}: {type(exc).__name__}: {exc}")
+                return
+            if result.exit_code != 0:
+                errors.append(f"{shell.name}: exit {result.exit_code}")
+
+    threads = [threading.Thread(target=storm, args=(shell,))
+               for shell in hosts for _ in range(STDIN_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, f"{len(errors)} failures: {errors[:3]}"
+    for shell in hosts:  # and each connection still works afterwards
+        assert shell.run("echo alive").stdout == "alive\n", shell.name
