@@ -12,8 +12,9 @@ the lab:
   about one ``fetch-kubeconfig`` in fifteen. So the pump blocks in ``recv`` instead.
 * Nothing is sent on a channel after its CLOSE. OpenSSH drops the *whole connection* for
   an EOF or DATA on a freed channel ("packet referred to nonexistent channel"). So only
-  one thread sends (data, then the CLOSE); the other one only receives. A window adjust,
-  sent by ``recv``, may follow the CLOSE, and OpenSSH only logs that.
+  one thread sends (data, then the CLOSE), each packet through ``send_unless_closed``
+  (the server may end the channel at any time); the other one only receives. A window
+  adjust, sent by ``recv``, may follow the CLOSE, and OpenSSH only logs that.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import socket
 import threading
 
 import paramiko
+
+from kubebastion.channel_send import send_unless_closed
 
 _CHUNK = 65536
 _ERRORS = (OSError, EOFError, paramiko.SSHException)
@@ -52,7 +55,8 @@ def channel_socket(channel: paramiko.Channel) -> socket.socket:
         """Client to channel; the only thread that sends, so it also sends the CLOSE."""
         try:
             while data := theirs.recv(_CHUNK):
-                channel.sendall(data)
+                if not send_unless_closed(channel, data):
+                    break  # the server ended the channel: nothing more goes through
         except _ERRORS:
             pass
         finally:

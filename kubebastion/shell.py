@@ -22,6 +22,7 @@ from nornir.core.configuration import Config
 from nornir.core.inventory import Host
 from nornir.core.task import Task
 
+from kubebastion.channel_send import eof_unless_closed, send_unless_closed
 from kubebastion.connection import CONNECTION_NAME
 from kubebastion.errors import SSHError
 
@@ -79,10 +80,11 @@ class SSHShell:
             raise SSHError(f"{self.name}: connection lost: {exc or type(exc).__name__}"
                            ) from None
         with channel:
-            if stdin is not None:
-                with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                    send_stdin(channel, stdin.encode())
-            close_stdin(channel)
+            # Never sendall/shutdown_write here: see kubebastion.channel_send.
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                if stdin is not None:
+                    send_unless_closed(channel, stdin.encode())
+                eof_unless_closed(channel)
             return _collect(self.name, channel, limit)
 
     def _sftp(self) -> paramiko.SFTPClient:
@@ -155,55 +157,6 @@ class LocalShell:
 
     def get(self, path: str) -> bytes:
         return Path(path).expanduser().read_bytes()
-
-
-def send_stdin(channel: paramiko.Channel, data: bytes) -> None:
-    """Write ``data`` to the command's stdin unless the channel is already closed.
-
-    The same race as ``close_stdin``, with DATA instead of EOF: a command that does not
-    read its stdin (sudo that needs no password) can end, and the transport thread
-    answer the server's CLOSE, between ``sendall``'s closed check and its send. OpenSSH
-    then drops the whole connection ("data packet referred to nonexistent channel"; seen
-    in the lab with 16 threads sending a password to fast commands). So each packet is
-    decided and sent under the channel's lock. Paramiko itself sends outside the lock
-    so that a key re-exchange cannot stall on it; here the worst case of that rare
-    coincidence is Paramiko's 30 s key-exchange wait, for a password or a small script.
-    """
-    transport = channel.get_transport()
-    view = memoryview(data)
-    while view and transport is not None:
-        with channel.lock:
-            if channel.closed:
-                return
-            size = channel._wait_for_send_window(len(view))  # type: ignore[attr-defined]
-            if size == 0:  # EOF already sent, or closed while waiting for the window
-                return
-            message = paramiko.Message()
-            message.add_byte(paramiko.common.cMSG_CHANNEL_DATA)
-            message.add_int(channel.remote_chanid)
-            message.add_string(bytes(view[:size]))
-            transport._send_user_message(message)  # type: ignore[attr-defined]
-        view = view[size:]
-
-
-def close_stdin(channel: paramiko.Channel) -> None:
-    """Send EOF on the command's stdin unless the channel is already closed.
-
-    Paramiko's ``shutdown_write`` does not check: when a fast command has already ended
-    and the transport thread has answered the server's CLOSE, the EOF goes out after our
-    CLOSE, and OpenSSH drops the *whole connection* for an EOF on a freed channel
-    ("ieof packet referred to nonexistent channel") — every node tunnelled through the
-    bastion with it. Deciding and sending under the channel's lock closes that race (the
-    transport thread takes the same lock to handle CLOSE).
-    """
-    transport = channel.get_transport()
-    with channel.lock:
-        if channel.closed or channel.eof_sent or transport is None:
-            return
-        message = channel._send_eof()  # type: ignore[attr-defined]  # see docstring
-        if message is not None:
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                transport._send_user_message(message)  # type: ignore[attr-defined]
 
 
 _STDERR_DRAIN = 0.1  # seconds: how long stdout may block before stderr is drained

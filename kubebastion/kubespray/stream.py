@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import paramiko
 
+from kubebastion.channel_send import eof_unless_closed
 from kubebastion.errors import SSHError
 from kubebastion.secrets import redact
-from kubebastion.shell import HostShell, LocalShell, SSHShell, close_stdin
+from kubebastion.shell import HostShell, LocalShell, SSHShell
 
 LineHandler = Callable[[str], None]
 _CHUNK = 65536
@@ -81,7 +82,7 @@ def _stream_ssh(shell: SSHShell, command: str, splitter: _LineSplitter,
         channel: paramiko.Channel = transport.open_session(timeout=30)
         channel.set_combine_stderr(True)
         channel.exec_command(command)
-        close_stdin(channel)
+        eof_unless_closed(channel)
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise SSHError(f"{shell.name}: cannot start command: {exc}") from None
     deadline = time.monotonic() + timeout

@@ -9,7 +9,7 @@ one ``fetch-kubeconfig`` in fifteen (see ``kubebastion.channel_socket``).
 
 Stdin: a password sent to a command that does not read it (sudo that needs none) could
 go out after the channel's CLOSE, and OpenSSH dropped the connection ("data packet
-referred to nonexistent channel"; see ``kubebastion.shell.send_stdin``).
+referred to nonexistent channel"; see ``kubebastion.channel_send``).
 """
 
 from __future__ import annotations

@@ -1,0 +1,54 @@
+"""Sending on a Paramiko channel without ever sending after its CLOSE.
+
+OpenSSH drops the *whole connection* when a DATA or EOF arrives for a channel it has
+already freed ("data packet referred to nonexistent channel", "ieof packet referred to
+nonexistent channel"). Through the bastion, that is every node's tunnel at once.
+
+Paramiko checks ``closed`` under the channel's lock but sends after releasing it, so
+when the server ends the channel (a command that exits at once, an API server closing a
+connection) the transport thread can answer the server's CLOSE in between, and our
+packet follows our CLOSE. Both races were seen in the lab: EOF after a fast command, and
+a sudo password sent to a sudo that needed none.
+
+Here each packet is decided and sent under the channel's lock; the transport thread
+takes the same lock to handle CLOSE, so a packet is sent before our CLOSE or not at all.
+Paramiko sends outside the lock so that a key re-exchange cannot stall on it; here the
+worst case of that rare coincidence is Paramiko's 30 s key-exchange wait.
+"""
+
+from __future__ import annotations
+
+import paramiko
+from paramiko.common import cMSG_CHANNEL_DATA
+
+
+def send_unless_closed(channel: paramiko.Channel, data: bytes) -> bool:
+    """Send all of ``data`` (waiting for window as ``sendall`` does); False when the
+    channel closed first, so the rest was dropped, as the peer would have dropped it."""
+    transport = channel.get_transport()
+    view = memoryview(data)
+    while view:
+        with channel.lock:
+            if channel.closed or transport is None:
+                return False
+            size = channel._wait_for_send_window(len(view))  # type: ignore[attr-defined]
+            if size == 0:  # EOF already sent, or closed while waiting for the window
+                return False
+            message = paramiko.Message()
+            message.add_byte(cMSG_CHANNEL_DATA)
+            message.add_int(channel.remote_chanid)
+            message.add_string(bytes(view[:size]))
+            transport._send_user_message(message)  # type: ignore[attr-defined]
+        view = view[size:]
+    return True
+
+
+def eof_unless_closed(channel: paramiko.Channel) -> None:
+    """Send EOF (``shutdown_write``) unless the channel is closed or EOF was sent."""
+    transport = channel.get_transport()
+    with channel.lock:
+        if channel.closed or channel.eof_sent or transport is None:
+            return
+        message = channel._send_eof()  # type: ignore[attr-defined]
+        if message is not None:
+            transport._send_user_message(message)  # type: ignore[attr-defined]
