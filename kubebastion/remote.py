@@ -54,15 +54,18 @@ def run(shell: HostShell, command: str, *, sudo: bool = False, check: bool = Tru
         command = sudo_command(command, password is not None)
         if password is not None:
             stdin = password.reveal() + "\n"
+    # The output is returned as it is: the password only ever reaches sudo's stdin (the
+    # command's own stdin is /dev/null), and scrubbing data would corrupt it whenever
+    # the password also occurs in it (a password "ubuntu" and every /home/ubuntu path).
+    # Whatever is shown (errors, tables, JSON, logs) is scrubbed where it is shown.
     result = shell.run(command, stdin=stdin, timeout=timeout)
-    result = CommandResult(result.exit_code, redact(result.stdout), redact(result.stderr))
     if sudo and not result.ok:
         reason = classify_sudo_failure(result.stderr)
         if reason is not None:
             raise SudoError(f"{shell.name}: {reason}")
     if check and not result.ok:
-        raise RemoteCommandError(shell.name, display or _short(command), result.exit_code,
-                                 result.stderr)
+        raise RemoteCommandError(shell.name, redact(display or _short(command)),
+                                 result.exit_code, redact(result.stderr))
     return result
 
 

@@ -152,3 +152,29 @@ def test_the_password_appears_nowhere(password_lab: lab.LabState, tmp_path: Path
     assert tracebacks > 0, "no traceback was scanned: the failure runs did not fail"
     assert codes == expected, {n: runs[n].output[-1500:] for n in codes if codes[n] != expected[n]}
     assert not [name for name in leftovers if name.startswith(".become")]
+
+
+def test_a_password_that_also_occurs_in_the_data_corrupts_nothing(
+        rlab: lab.LabState, tmp_path: Path, figures: Figures) -> None:
+    """The classic lab VM has user ubuntu with password ubuntu. Scrubbing the password
+    from command *output* (not only from what is shown) turned every /home/ubuntu and
+    file owner into ***: wrong paths, and steps that never settle. Here the password is
+    the login user's name, and a deploy and its rerun must behave as with any other."""
+    state = fresh(rlab)
+    lab.up(**RLAB_PARAMS, sudo_password=state.user)
+    try:
+        config = write_config(fresh(rlab), tmp_path, kubespray=True)
+        env = {SUDO_PASSWORD_ENV: state.user}
+        first = invoke("deploy", "--config", config, "--json", "--force", env=env)
+        again = invoke("deploy", "--config", config, "--json", env=env)
+    finally:
+        lab.up(**RLAB_PARAMS)
+    changed = [s["name"] for s in again.json().get("steps", []) if s["status"] != "ok"]
+    figures.record("sudo password equal to the login user's name (as ubuntu/ubuntu)",
+                   "deploy exits 0; its rerun changes nothing",
+                   f"exit {first.code}, rerun exit {again.code}, rerun changed: "
+                   f"{changed or 'nothing'}", first.code == 0 and again.code == 0
+                   and not changed)
+    assert first.code == 0, first.output[-2000:]
+    assert again.code == 0, again.output[-2000:]
+    assert not changed, f"the rerun changed {changed}: {again.stdout[-2000:]}"

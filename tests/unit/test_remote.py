@@ -95,3 +95,24 @@ def test_parse_check_output_captured() -> None:
     assert facts.os_release == "Ubuntu 24.04.1 LTS"
     with pytest.raises(ValueError, match="lacks"):
         parse_check_output("user=x\n")
+
+
+def test_command_output_is_returned_whole_even_when_it_contains_the_password() -> None:
+    """Data is not scrubbed (a password "ubuntu" would turn /home/ubuntu into /home/***
+    and base64 blobs into garbage); errors are, since they are shown."""
+    from kubebastion import secrets
+    from kubebastion.errors import RemoteCommandError
+    from kubebastion.remote import run
+    from kubebastion.shell import LocalShell
+
+    sentinel = "kb-unit-sentinel-5d1e"
+    secrets.set_sudo_password(sentinel)
+    try:
+        shell = LocalShell("local", 10)
+        assert run(shell, f"echo /home/{sentinel}").stdout == f"/home/{sentinel}\n"
+        with pytest.raises(RemoteCommandError) as raised:
+            run(shell, f"echo {sentinel} >&2; exit 3")
+        assert sentinel not in str(raised.value) and "***" in str(raised.value)
+        assert sentinel not in raised.value.stderr
+    finally:
+        secrets.set_sudo_password(None)
