@@ -545,7 +545,7 @@ def fetch_kubeconfig_phase(state: lab.LabState, reps: int, results: dict[str, An
 def deploy_overhead_phase(workers: int, reps: int, results: dict[str, Any]) -> None:
     """``invoke deploy`` on a lab built from nothing, then again (nothing to do), ``reps``
     times; see bench/deploy_overhead.py."""
-    entry: dict[str, list[dict[str, Any]]] = {"fresh": [], "rerun": []}
+    entry: dict[str, list[dict[str, Any]]] = {kind: [] for kind, _ in deploy_overhead.KINDS}
     results.setdefault("deploy_overhead", {})[str(workers)] = entry
     folder = WORK / f"deploy-1+{workers}"
     shutil.rmtree(folder, ignore_errors=True)
@@ -555,9 +555,9 @@ def deploy_overhead_phase(workers: int, reps: int, results: dict[str, Any]) -> N
         state, seconds = timed_up(1, workers)
         results["lab_up"].setdefault(f"1+{workers}", []).append(seconds)
         config = kubespray_config(state, folder / f"rep-{rep}")
-        for kind in ("fresh", "rerun"):
+        for kind, extra in deploy_overhead.KINDS:
             sample = deploy_overhead.deploy_once(INVOKE, config, env, REPO,
-                                                 folder / f"rep-{rep}" / f"{kind}.log")
+                                                 folder / f"rep-{rep}" / f"{kind}.log", extra)
             entry[kind].append(sample)
             print(f"  deploy 1+{workers} {kind} {rep + 1}/{reps}: {sample['wall']:.1f} s, "
                   f"playbook {sample.get('playbook', 0):.1f} s, overhead "
@@ -709,6 +709,8 @@ def main() -> int:
     parser.add_argument("--deploy-shapes", default="3,30",
                         help="worker counts of the deploy-overhead labs (1 control plane each)")
     parser.add_argument("--deploy-reps", type=int, default=3)
+    parser.add_argument("--deploy-only", action="store_true",
+                        help="only the deploy-overhead phase; the rest of the last results kept")
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the profile phase (largest N)")
@@ -732,7 +734,8 @@ def main() -> int:
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine_info(), "lab_up": {}, "series": [],
                                "config": vars(args)}
-    if args.profile_only and RESULTS_JSON.exists():  # refresh the profile, keep the rest
+    partial_run = args.profile_only or args.deploy_only
+    if partial_run and RESULTS_JSON.exists():  # refresh one phase, keep the rest
         results = {**json.loads(RESULTS_JSON.read_text()), "machine": results["machine"]}
     lab_ups: dict[str, list[float]] = results["lab_up"]
     join_driver_cgroup()
@@ -740,10 +743,12 @@ def main() -> int:
     def save() -> None:
         RESULTS_JSON.write_text(json.dumps(results, indent=1))
 
+    phases: list[tuple[int, str, list[str]]] = []
     if args.profile_only:
         args.skip_labup = args.skip_fetch = args.skip_deploy = True
         tools, workloads = ["kubebastion"], ["A"]
-        phases: list[tuple[int, str, list[str]]] = []
+    elif args.deploy_only:
+        args.skip_labup = args.skip_fetch = args.skip_profile = True
     else:
         phases = plan_phases(sizes, tools, workloads, adhoc_sizes)
     if not args.skip_labup or not args.skip_fetch:
@@ -792,11 +797,11 @@ def main() -> int:
             profile_kubebastion(state, results, args.profile_runs)
         results["profile"]["imports"] = kbprofile.import_cost()
 
-    if not args.profile_only:
+    if not partial_run:
         results["total_seconds"] = time.monotonic() - started
     save()
     write_report(results)
-    print(f"bench done in {results['total_seconds']:.0f} s: {RESULTS_MD}", flush=True)
+    print(f"bench done in {time.monotonic() - started:.0f} s: {RESULTS_MD}", flush=True)
     return 0
 
 

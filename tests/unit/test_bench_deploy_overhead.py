@@ -37,15 +37,24 @@ def test_the_section_says_whether_the_1_plus_3_target_is_met() -> None:
         "3": {"fresh": [sample(10, 7)], "rerun": [sample(2, 0)]}}})
     missed = module.render({"deploy_overhead": {
         "3": {"fresh": [sample(20, 7)], "rerun": [sample(2, 0)]}}})
-    assert any("| 1+3 | 10.00 | 7.00 | 3.00 (3.00) | under 5 s: **met**" in line for line in met)
-    assert any("**missed**" in line for line in missed)
+    assert "| 1+3 | fresh | 10.00 | 7.00 | 3.00 (3.00) | **met** | 1/1 |" in met
+    assert "| 1+3 | rerun | 2.00 | 0.00 | 2.00 (2.00) | **met** | 1/1 |" in met
+    assert "| 1+3 | fresh | 20.00 | 7.00 | 13.00 (13.00) | **missed** | 1/1 |" in missed
+
+
+def test_a_failed_run_among_good_ones_is_named_in_the_runs_column() -> None:
+    failed = dict(sample(5, 0, rc=1), error="step preflight failed")
+    lines = load().render({"deploy_overhead": {
+        "30": {"fresh": [sample(60, 50), failed, sample(62, 51)], "rerun": []}}})
+    row = next(line for line in lines if line.startswith("| 1+30 | fresh"))
+    assert row.endswith("| 2/3 (failed: step preflight failed) |")
 
 
 def test_a_shape_where_every_deploy_failed_is_reported_as_failed() -> None:
     failed = dict(sample(5, 0, rc=1), error="step egress failed")
     text = "\n".join(load().render({"deploy_overhead": {
         "30": {"fresh": [failed], "rerun": []}}}))
-    assert "| 1+30 | FAILED: step egress failed" in text
+    assert "| 1+30 | fresh | FAILED: step egress failed | | | | 0/1 |" in text
 
 
 def test_without_measurements_the_section_is_a_todo() -> None:
