@@ -139,6 +139,7 @@ def install_command(tmp: str, path: str, mode: int, owner: str | None, group: st
         f"install -m {mode:o}{owner_args} {quote(tmp)} {quote(staged)}",
         f"mv -f {quote(staged)} {quote(path)}",
         f"rm -f {quote(tmp)}",
+        SWEEP_STALE_UPLOADS,
     ]
     return "\n".join(steps)
 
@@ -150,11 +151,21 @@ def backup_suffix(now: float | None = None) -> str:
 
 UPLOAD_NAME = ".kubebastion-upload."  # in /tmp: the login user may write nowhere else
 #: An upload whose connection died leaves its temp file behind (nothing can remove it
-#: then). The next write on that host removes the login user's own leftovers once they
+#: then). The next install on that host removes the login user's own leftovers once they
 #: are an hour old: an upload in progress keeps touching its file, and a stalled one
-#: fails at the command deadline long before.
+#: fails at the command deadline long before. (Under sudo, ``$SUDO_UID`` is the login
+#: user.)
 SWEEP_STALE_UPLOADS = (f"find /tmp -maxdepth 1 -type f -name '{UPLOAD_NAME}*' "
-                       '-user "$(id -u)" -mmin +60 -delete 2>/dev/null')
+                       '-user "${SUDO_UID:-$(id -u)}" -mmin +60 -delete 2>/dev/null || true')
+
+
+def upload(shell: HostShell, data: bytes) -> str:
+    """Put ``data`` in a new 0600 file in /tmp on the host; returns its path. The name is
+    made here (no ``mktemp`` round trip) and created exclusively, so nothing already at
+    that path, a planted symlink included, is ever written through."""
+    path = f"/tmp/{UPLOAD_NAME}{_random.token_hex(8)}"  # noqa: S108  # created O_EXCL, 0600
+    shell.put(data, path, exclusive=True)
+    return path
 
 
 def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
@@ -176,10 +187,8 @@ def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
         return False
     if dry_run:
         return True
-    tmp = run(shell, f"umask 077 && {SWEEP_STALE_UPLOADS}; "
-              f"mktemp /tmp/{UPLOAD_NAME}XXXXXXXX").stdout.strip()
+    tmp = upload(shell, data)
     try:
-        shell.put(data, tmp)
         suffix = backup_suffix() if backup and state.exists and state.sha256 != wanted else None
         run(shell, install_command(tmp, path, mode, owner, group, suffix), sudo=sudo,
             display=f"install {path}")

@@ -47,8 +47,9 @@ class HostShell(Protocol):
     def run(self, command: str, *, stdin: str | None = None,
             timeout: float | None = None) -> CommandResult: ...
 
-    def put(self, data: bytes, path: str) -> None:
-        """Write ``data`` to ``path`` as the login user, created with mode 0600."""
+    def put(self, data: bytes, path: str, *, exclusive: bool = False) -> None:
+        """Write ``data`` to ``path`` as the login user, created with mode 0600;
+        ``exclusive``: fail if ``path`` exists (a fresh name in a shared folder)."""
 
     def get(self, path: str) -> bytes: ...
 
@@ -96,10 +97,10 @@ class SSHShell:
             channel.settimeout(self.command_timeout)
         return sftp
 
-    def put(self, data: bytes, path: str) -> None:
+    def put(self, data: bytes, path: str, *, exclusive: bool = False) -> None:
         try:
             sftp = self._sftp()
-            remote = sftp.open(path, "wb")
+            remote = sftp.open(path, "wxb" if exclusive else "wb")  # x: O_EXCL
             try:
                 remote.chmod(0o600)
                 remote.write(data)
@@ -145,8 +146,16 @@ class LocalShell:
             return CommandResult(None, _text(exc.stdout), _text(exc.stderr))
         return CommandResult(proc.returncode, proc.stdout, proc.stderr)
 
-    def put(self, data: bytes, path: str) -> None:
+    def put(self, data: bytes, path: str, *, exclusive: bool = False) -> None:
         target = Path(path).expanduser()
+        if exclusive:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            return
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         try:
             os.write(fd, data)

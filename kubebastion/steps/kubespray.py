@@ -47,7 +47,7 @@ from kubebastion.kubespray.sshtrust import (
     parse_bastion_key,
 )
 from kubebastion.kubespray.stream import stream_command
-from kubebastion.remote import quote, read_file, run, write_file
+from kubebastion.remote import quote, read_file, run, upload, write_file
 from kubebastion.secrets import redact, sudo_password
 from kubebastion.shell import HostShell, shell_for
 from kubebastion.ssh_settings import SSHSettings
@@ -65,13 +65,6 @@ def gather_bastion_facts(task: Task) -> Result:
     """Home folder, python3, machine, libc and git of the bastion user (read-only)."""
     facts = parse_facts(run(shell_for(task), FACTS_COMMAND, timeout=60).stdout)
     return Result(host=task.host, result=facts)
-
-
-def _upload(shell: HostShell, data: bytes) -> str:
-    """Put ``data`` in a fresh 0600 temp file on the host; returns its path."""
-    tmp = run(shell, "umask 077 && mktemp /tmp/.kubebastion-upload.XXXXXXXX").stdout.strip()
-    shell.put(data, tmp)
-    return tmp
 
 
 def ensure_kubespray_source(task: Task, settings: KubespraySettings,
@@ -108,7 +101,7 @@ def ensure_kubespray_source(task: Task, settings: KubespraySettings,
             data, strip = source.path.read_bytes(), src.tarball_strip_components(source.path)
         else:
             data, strip = src.directory_tarball(source.path), 0
-        archive = _upload(shell, data)
+        archive = upload(shell, data)
         try:
             run(shell, src.unpack_command(archive, checkout, strip, wanted),
                 timeout=_UPLOAD_TIMEOUT, display=f"unpack kubespray into {checkout}")
@@ -168,7 +161,7 @@ def _upload_wheelhouse(shell: HostShell, root: Path, requirements: bytes,
     local = wh.wheelhouse_for(root, requirements, facts)
     remote = f"{layout.wheel_cache}/{wh.wheelhouse_id(local)}"
     if run(shell, wh.remote_present_command(remote)).stdout.strip() != "present":
-        archive = _upload(shell, wh.wheelhouse_tarball(local))
+        archive = upload(shell, wh.wheelhouse_tarball(local))
         try:
             run(shell, wh.remote_unpack_command(archive, remote), timeout=_UPLOAD_TIMEOUT,
                 display=f"unpack the wheelhouse into {remote}")

@@ -23,7 +23,7 @@ import pytest
 
 import lab
 from kubebastion import remote
-from kubebastion.errors import KubeBastionError
+from kubebastion.errors import KubeBastionError, SSHError
 from kubebastion.runtime import build_run
 from kubebastion.shell import HostShell, shell_for_host
 from tests.reliability.conftest import RLAB_PARAMS, Figures
@@ -345,3 +345,26 @@ def test_uploads_left_by_dead_connections_are_swept_by_a_later_write(
                    f"stale removed: {swept}; recent and root's kept: {kept}", swept and kept)
     assert swept, "the stale upload is still there"
     assert kept, "a recent upload or another user's file was removed"
+
+
+def test_an_upload_never_writes_through_a_planted_symlink(
+        rlab: lab.LabState, config: Path, figures: Figures) -> None:
+    """Uploads go to /tmp, which every user shares: the file is created exclusively, so
+    a symlink planted at its path (by root here, as another user could) is refused."""
+    node = rlab.nodes[-1].name
+    planted = "/tmp/.kubebastion-upload.planted0001"
+    victim = f"/home/{rlab.user}/reliability-victim.txt"
+    as_root(rlab, node, f"echo theirs > {victim}; ln -sfn {victim} {planted}")
+    error = ""
+    with NodeShell(config, node) as shell:
+        try:
+            shell.put(b"ours\n", planted, exclusive=True)
+        except SSHError as exc:
+            error = str(exc)
+    content = as_root(rlab, node, f"cat {victim}; rm -f {planted} {victim}").stdout
+    ok = bool(error) and content == "theirs\n"
+    figures.record("upload path taken by a planted symlink", "refused; the link's target "
+                   "untouched", f"refused: {bool(error)}; target {content.strip()!r}", ok,
+                   detail=error)
+    assert error, "the upload wrote through the symlink"
+    assert content == "theirs\n"

@@ -116,3 +116,20 @@ def test_command_output_is_returned_whole_even_when_it_contains_the_password() -
         assert sentinel not in raised.value.stderr
     finally:
         secrets.set_sudo_password(None)
+
+
+def test_an_exclusive_put_never_writes_through_an_existing_path(tmp_path: Path) -> None:
+    from kubebastion.shell import LocalShell
+
+    shell = LocalShell("local", 10)
+    target = tmp_path / "upload"
+    shell.put(b"first", str(target), exclusive=True)
+    assert target.read_bytes() == b"first" and target.stat().st_mode & 0o777 == 0o600
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"theirs")
+    planted = tmp_path / "planted"
+    planted.symlink_to(victim)
+    for existing in (target, planted):
+        with pytest.raises(FileExistsError):
+            shell.put(b"second", str(existing), exclusive=True)
+    assert target.read_bytes() == b"first" and victim.read_bytes() == b"theirs"
