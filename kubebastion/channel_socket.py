@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from typing import Protocol
 
 import paramiko
 
@@ -29,6 +30,23 @@ from kubebastion.channel_send import send_unless_closed
 
 _CHUNK = 65536
 _ERRORS = (OSError, EOFError, paramiko.SSHException)
+
+
+class Receiver(Protocol):
+    def recv(self, size: int, /) -> bytes: ...
+
+
+def pump(source: Receiver, sink: socket.socket) -> None:
+    """Copy ``source`` (a socket or a channel) to ``sink`` until its end or an error,
+    then send EOF on ``sink``."""
+    try:
+        while data := source.recv(_CHUNK):
+            sink.sendall(data)
+    except _ERRORS:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
 
 
 def channel_socket(channel: paramiko.Channel) -> socket.socket:
@@ -67,13 +85,8 @@ def channel_socket(channel: paramiko.Channel) -> socket.socket:
     def downstream() -> None:
         """Channel to client; its end becomes EOF on the client's socket."""
         try:
-            while data := channel.recv(_CHUNK):
-                theirs.sendall(data)
-        except _ERRORS:
-            pass
+            pump(channel, theirs)
         finally:
-            with contextlib.suppress(OSError):
-                theirs.shutdown(socket.SHUT_WR)
             finish()
 
     for pump in (upstream, downstream):

@@ -13,18 +13,8 @@ import socket
 import threading
 from collections.abc import Iterator
 
+from kubebastion.channel_socket import pump
 from kubebastion.kubespray.health import Opener
-
-
-def _pump(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
 
 
 def _serve(client: socket.socket, opener: Opener, address: str, port: int) -> None:
@@ -34,7 +24,7 @@ def _serve(client: socket.socket, opener: Opener, address: str, port: int) -> No
         client.close()
         return
     upstream.settimeout(None)
-    threads = [threading.Thread(target=_pump, args=pair, daemon=True)
+    threads = [threading.Thread(target=pump, args=pair, daemon=True)
                for pair in ((client, upstream), (upstream, client))]
     for thread in threads:
         thread.start()
