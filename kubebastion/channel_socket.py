@@ -89,6 +89,7 @@ def channel_socket(channel: paramiko.Channel) -> socket.socket:
         finally:
             finish()
 
-    for pump in (upstream, downstream):
-        threading.Thread(target=pump, daemon=True, name=f"kubebastion-{pump.__name__}").start()
+    for direction in (upstream, downstream):
+        threading.Thread(target=direction, daemon=True,
+                         name=f"kubebastion-{direction.__name__}").start()
     return ours
