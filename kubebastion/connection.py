@@ -47,10 +47,13 @@ _FABRIC_CONFIG = fabric.Config(
 class _Shared:
     connection: fabric.Connection | None = None
     refs: int = 0
-    #: Why connecting failed, for the threads that waited on the same endpoint: they
-    #: fail at once instead of each retrying (61 hosts behind a dead bastion would
-    #: otherwise take 61 connect timeouts, one after the other).
+    #: Why connecting failed, for the threads that were already waiting on the same
+    #: endpoint: they fail at once instead of each retrying (61 hosts behind a dead
+    #: bastion would otherwise take 61 connect timeouts, one after the other). A caller
+    #: that arrives after the failure tries again (``generation``).
     error: SSHError | None = None
+    error_generation: int = -1
+    generation: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -67,15 +70,18 @@ class ConnectionPool:
         with self._lock:
             entry = self._entries.setdefault(endpoint, _Shared())
             entry.refs += 1
+            arrived = entry.generation
         try:
             with entry.lock:  # one thread connects, the others wait and share
-                if entry.error is not None:
+                if entry.error is not None and entry.error_generation == arrived:
                     raise SSHError(str(entry.error))
                 if entry.connection is None or not entry.connection.is_connected:
                     try:
                         entry.connection = connect()
                     except SSHError as exc:
-                        entry.error = exc
+                        with self._lock:  # later arrivals get a new generation
+                            entry.error, entry.error_generation = exc, entry.generation
+                            entry.generation += 1
                         raise
                 return entry.connection
         except BaseException:

@@ -20,6 +20,7 @@ import os
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -191,9 +192,13 @@ def bastion_opener(nornir: Nornir, cluster: Cluster, timeout: float = _TIMEOUT) 
     if cluster.bastion.local:
         return lambda address, port: socket.create_connection((address, port), timeout)
     host = nornir.inventory.hosts[cluster.bastion.name]
+    # Nornir's get_connection is not thread-safe: two threads opening the first tunnel at
+    # once would each open a connection, and the one Nornir does not keep is never closed.
+    first_use = threading.Lock()
 
     def open_from_bastion(address: str, port: int) -> socket.socket:
-        connection = host.get_connection(CONNECTION_NAME, nornir.config)
+        with first_use:
+            connection = host.get_connection(CONNECTION_NAME, nornir.config)
         channel = open_tunnel(connection, cluster.bastion.name, Endpoint(address, port, ""),
                               f"API {address}:{port}", timeout)
         return channel_socket(channel)
