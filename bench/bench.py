@@ -495,14 +495,7 @@ def kubespray_config(state: lab.LabState, folder: Path) -> Path:
     defaults["data"]["kubespray"] = {"source": str(STAND_IN), "wheelhouse": str(WHEELHOUSE),
                                      "ready_timeout": 60}
     (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults))
-    config = yaml.safe_load(state.nornir_config.read_text())
-    config["inventory"]["options"] = {"host_file": "inventory/hosts.yaml",
-                                      "group_file": "inventory/groups.yaml",
-                                      "defaults_file": "inventory/defaults.yaml"}
-    config["logging"] = {"log_file": "nornir.log"}
-    path = folder / "nornir_config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return lab.config_beside(state, folder)
 
 
 def fetch_kubeconfig_phase(state: lab.LabState, reps: int, results: dict[str, Any]) -> None:

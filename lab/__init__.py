@@ -20,6 +20,7 @@ from ``state.bastion.ssh_address`` (198.18.0.2 only for the default lab, when fr
 
 from lab.hosts import host_exec, replace_host_key, restart_sshd
 from lab.lifecycle import (
+    config_beside,
     down,
     netns_usable,
     preflight,
@@ -28,7 +29,7 @@ from lab.lifecycle import (
     up,
     write_client_files,
 )
-from lab.netns import exec_in
+from lab.netns import exec_in, pids_in_namespaces, pids_running
 from lab.network import http_get_from, link_down, link_up, reset_bastion_egress
 from lab.state import (
     DEFAULT_STATE_DIR,
@@ -48,6 +49,7 @@ __all__ = [
     "LabError",
     "LabState",
     "Topology",
+    "config_beside",
     "down",
     "exec_in",
     "host_exec",
@@ -56,6 +58,8 @@ __all__ = [
     "link_up",
     "load_state",
     "netns_usable",
+    "pids_in_namespaces",
+    "pids_running",
     "preflight",
     "replace_host_key",
     "reset_bastion_egress",

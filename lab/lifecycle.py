@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from lab import accounts, hosts, keys, network
 from lab.files import (
     defaults_yaml,
@@ -119,6 +121,19 @@ def netns_usable() -> str | None:
     if proc.returncode != 0:
         return f"cannot create a network namespace: {proc.stderr.strip()}"
     return None
+
+
+def config_beside(state: LabState, folder: Path) -> Path:
+    """A nornir_config.yaml in ``folder`` for inventory files the caller wrote into
+    ``folder/inventory/``: the lab's runner, and a nornir.log of its own. Returns it."""
+    config = yaml.safe_load(state.nornir_config.read_text())
+    config["inventory"]["options"] = {
+        "host_file": "inventory/hosts.yaml", "group_file": "inventory/groups.yaml",
+        "defaults_file": "inventory/defaults.yaml"}
+    config["logging"] = {"log_file": "nornir.log"}
+    path = folder / "nornir_config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
 
 
 def unavailable_reason() -> str | None:

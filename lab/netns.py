@@ -132,6 +132,21 @@ def pids_in_namespaces(namespaces: Iterable[str]) -> dict[str, list[int]]:
     return found
 
 
+def pids_running(ns: str, *needles: bytes) -> list[int]:
+    """Processes in namespace ``ns`` whose command line holds every one of ``needles``
+    (tests use it to find the one process to kill)."""
+    found = []
+    for pid in pids_in_namespaces([ns]).get(ns, []):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            continue
+        if all(needle in cmdline for needle in needles):
+            found.append(pid)
+    return found
+
+
 def kill_namespace_processes(namespaces: Iterable[str], grace: float = 2.0) -> int:
     """SIGTERM, then SIGKILL, every process inside the given lab namespaces.
 

@@ -184,15 +184,8 @@ def test_kill_9_during_the_write_leaves_a_complete_file(lab_env: lab.LabState,
     victim = None
     deadline = time.monotonic() + 60
     while victim is None and time.monotonic() < deadline:
-        pids = subprocess.run(["ip", "netns", "pids", bastion_ns], capture_output=True,
-                              text=True, check=False).stdout.split()
-        for pid in pids:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"config.kubebastion.lock" in cmdline and b"sleep 20" in cmdline:
-                victim = int(pid)
+        pids = lab.pids_running(bastion_ns, b"config.kubebastion.lock", b"sleep 20")
+        victim = pids[0] if pids else None
         time.sleep(0.2)
     if victim is None:
         proc.kill()

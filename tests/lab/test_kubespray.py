@@ -15,13 +15,14 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from nornir.core.task import Result as NornirResult
 
 import lab
 from kubebastion import secrets as kb_secrets
@@ -79,14 +80,7 @@ def write_config(state: lab.LabState, folder: Path, *, kubespray_vars: dict[str,
     if kubespray_vars:
         defaults["data"]["kubespray_vars"] = kubespray_vars
     (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults))
-    config = yaml.safe_load(state.nornir_config.read_text())
-    config["inventory"]["options"] = {
-        "host_file": "inventory/hosts.yaml", "group_file": "inventory/groups.yaml",
-        "defaults_file": "inventory/defaults.yaml"}
-    config["logging"] = {"log_file": "nornir.log"}
-    path = folder / "nornir_config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return lab.config_beside(state, folder)
 
 
 def invoke_kubespray(config: Path, *args: str, timeout: float = 600) -> Invocation:
@@ -215,6 +209,22 @@ def test_logs_on_the_bastion_and_locally(first_run: Invocation,
     assert local.read_text() == remote.stdout
 
 
+def run_playbook_task(config: Path, stamp: str,
+                      on_line: Callable[[str], None] | None = None) -> NornirResult:
+    """The playbook task alone on the bastion (forced), in a run of its own; its result."""
+    run = build_run(config)
+    try:
+        settings = settings_for(run, force=True)
+        bastion = run.nornir.filter(name="bastion")
+        facts = bastion.run(task=gather_bastion_facts)["bastion"][0].result
+        result: NornirResult = bastion.run(
+            task=run_kubespray_playbook, settings=settings, cluster=run.cluster,
+            facts=facts, stamp=stamp, on_line=on_line)["bastion"][0]
+        return result
+    finally:
+        run.close()
+
+
 def test_the_sudo_password_reaches_ansible_only_as_a_file(
         first_run: Invocation, lab_env: lab.LabState, config: Path) -> None:
     """The playbook task with a sudo password set (the lab's sudo does not need it, so the
@@ -222,16 +232,9 @@ def test_the_sudo_password_reaches_ansible_only_as_a_file(
     gone afterwards."""
     kb_secrets.set_sudo_password(SUDO_PASSWORD)
     lines: list[str] = []
-    run = build_run(config)
     try:
-        settings = settings_for(run, force=True)
-        bastion = run.nornir.filter(name="bastion")
-        facts = bastion.run(task=gather_bastion_facts)["bastion"][0].result
-        result = bastion.run(task=run_kubespray_playbook, settings=settings,
-                             cluster=run.cluster, facts=facts, stamp="password-test",
-                             on_line=lines.append)["bastion"][0]
+        result = run_playbook_task(config, "password-test", on_line=lines.append)
     finally:
-        run.close()
         kb_secrets.set_sudo_password(None)
     assert not result.failed, result.diff
     outcome = result.result
@@ -330,16 +333,7 @@ def test_ansible_refuses_a_node_whose_host_key_is_not_the_verified_one(
     # ask each to exit through its own control socket
     as_root(lab_env, "bastion", f"for s in {home}/.ansible/cp/*; do [ -S \"$s\" ] && "
             "ssh -O exit -o ControlPath=\"$s\" lab 2>/dev/null; done; true")
-    run = build_run(config)
-    try:
-        settings = settings_for(run, force=True)
-        bastion = run.nornir.filter(name="bastion")
-        facts = bastion.run(task=gather_bastion_facts)["bastion"][0].result
-        result = bastion.run(task=run_kubespray_playbook, settings=settings,
-                             cluster=run.cluster, facts=facts, stamp="hostkey-test")
-    finally:
-        run.close()
-    outcome = result["bastion"][0]
+    outcome = run_playbook_task(config, "hostkey-test")
     assert outcome.failed
     assert victim.name in outcome.result.summary.failed_hosts
     failure = next(f for f in outcome.result.summary.decisive_failures()

@@ -147,14 +147,7 @@ def write_config(state: lab.LabState, folder: Path, *,
     for name, data in (("hosts.yaml", inventory.hosts), ("groups.yaml", inventory.groups),
                        ("defaults.yaml", inventory.defaults)):
         (files / name).write_text(yaml.safe_dump(data, sort_keys=False))
-    config = yaml.safe_load(state.nornir_config.read_text())
-    config["inventory"]["options"] = {
-        "host_file": "inventory/hosts.yaml", "group_file": "inventory/groups.yaml",
-        "defaults_file": "inventory/defaults.yaml"}
-    config["logging"] = {"log_file": "nornir.log"}
-    path = folder / "nornir_config.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    return path
+    return lab.config_beside(state, folder)
 
 
 # --- inside lab hosts -----------------------------------------------------------------
@@ -200,9 +193,7 @@ def session_sshds(state: lab.LabState, host: str) -> list[int]:
 
 
 def namespace_pids(namespace: str) -> list[int]:
-    out = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True,
-                         timeout=30, check=False).stdout
-    return [int(p) for p in out.split()]
+    return lab.pids_in_namespaces([namespace]).get(namespace, [])
 
 
 def kill_pids(pids: Iterable[int], sig: int = 9) -> int:

@@ -357,15 +357,10 @@ def paused_committer(state: lab.LabState, proc: subprocess.Popen[str],
             out, err = proc.communicate()
             raise AssertionError(f"fetch-kubeconfig ended (exit {proc.returncode}) before "
                                  f"its commit: {(out + err).strip()[-500:]}")
-        pids = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True,
-                              text=True, check=False).stdout.split()
-        for pid in pids:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"config.kubebastion.lock" in cmdline and f"sleep {PAUSE:g}".encode() in cmdline:
-                return int(pid)
+        pids = lab.pids_running(namespace, b"config.kubebastion.lock",
+                                f"sleep {PAUSE:g}".encode())
+        if pids:
+            return pids[0]
         time.sleep(0.1)
     raise AssertionError("the committer never reached its pause")
 
