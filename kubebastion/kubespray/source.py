@@ -4,7 +4,8 @@ Whatever the origin, the checkout carries a marker file, ``.kubebastion-source``
 what was put there (git URL and version, or the digest of the uploaded tree or tarball).
 A run compares the wanted marker with the one on the bastion and does nothing when they
 match, so a rerun costs one ``cat``. A new checkout is built beside the old one and
-swapped in by rename; the previous one is kept as ``<dir>.previous``.
+swapped in by rename; the previous one is kept as ``<dir>.previous``. The secrets kubespray
+generated into ``inventory/<cluster>/credentials/`` move into the new checkout first.
 """
 
 from __future__ import annotations
@@ -164,10 +165,23 @@ def parse_marker_output(stdout: str) -> tuple[bool, SourceMarker | None]:
     return True, SourceMarker.parse(text)
 
 
+def keep_credentials_command(checkout_dir: str, staging: str) -> str:
+    """Copy every ``inventory/<cluster>/credentials/`` of the current checkout into the new
+    one: kubespray's ``lookup('password', credentials_dir ...)`` writes generated secrets
+    there (``kube_encrypt_token.creds``, the key of ``kube_encrypt_secret_data``), and a new
+    key would leave the cluster unable to read its own secrets. ``cp -a`` keeps content,
+    modes and times."""
+    d, s = quote(checkout_dir), quote(staging)
+    return (f"if [ -d {d}/inventory ]; then (cd {d} && for c in inventory/*/credentials; do "
+            f"if [ -d \"$c\" ]; then mkdir -p {s}/\"$c\" && cp -a \"$c\"/. {s}/\"$c\"/; fi; "
+            "done); fi")
+
+
 def _swap_in(staging: str, checkout_dir: str, marker: SourceMarker) -> list[str]:
     d, s = quote(checkout_dir), quote(staging)
     previous = quote(f"{checkout_dir}.previous")
     return [
+        keep_credentials_command(checkout_dir, staging),
         f"printf '%s\\n' {quote(marker.to_json())} > {quote(staging + '/' + MARKER)}",
         f"if [ -e {d} ]; then rm -rf {previous}; mv {d} {previous}; fi",
         f"mv {s} {d}",

@@ -362,6 +362,35 @@ def test_a_node_whose_host_key_changed_fails_the_run_naming_it(
     assert repaired.rows("known_hosts")[0]["status"] == "changed"
 
 
+def test_a_new_kubespray_source_keeps_the_generated_credentials(
+        first_run: Invocation, lab_env: lab.LabState, config: Path, tmp_path: Path) -> None:
+    """kubespray's generated secrets (``inventory/<cluster>/credentials/``) survive the
+    checkout being replaced by another source and replaced back, byte for byte."""
+    home = f"/home/{lab_env.user}"
+    folder = f"{home}/kubespray/inventory/lab/credentials"
+    secret = secrets.token_hex(16)
+    as_root(lab_env, "bastion", f"mkdir -p {folder} && printf '%s' {secret} > "
+            f"{folder}/kube_encrypt_token.creds && chmod 600 {folder}/kube_encrypt_token.creds"
+            f" && chown -R {lab_env.user}: {folder}")
+    other = tmp_path / "kubespray-copy"
+    subprocess.run(["cp", "-a", str(STAND_IN), str(other)], check=True)
+    (other / "EDITED").write_text("another kubespray source\n")
+    try:
+        replaced = invoke_kubespray(config, "--source", str(other))
+        assert replaced.code == 0, replaced.document
+        assert replaced.rows("source")[0]["status"] == "changed"
+        kept = as_root(lab_env, "bastion", f"stat -c %a {folder}/kube_encrypt_token.creds "
+                       f"&& cat {folder}/kube_encrypt_token.creds && echo "
+                       f"&& ls {home}/kubespray/EDITED")
+        assert kept.returncode == 0 and kept.stdout.split() == ["600", secret, (
+            f"{home}/kubespray/EDITED")], kept
+    finally:
+        back = invoke_kubespray(config)
+    assert back.code == 0 and back.rows("source")[0]["status"] == "changed", back.document
+    kept = as_root(lab_env, "bastion", f"cat {folder}/kube_encrypt_token.creds")
+    assert kept.stdout == secret
+
+
 def test_library_api_second_run_reports_no_change(first_run: Invocation, config: Path,
                                                   lab_env: lab.LabState) -> None:
     run = build_run(config)

@@ -153,3 +153,28 @@ def test_git_clone_command_clones_the_tag_shallowly(tmp_path: Path) -> None:
 def test_git_command_quotes_everything(hostile: str) -> None:
     command = git_clone_command(GitSource(f"https://x.test/{hostile}", hostile), "/home/u/k s")
     assert f"'{hostile}'" in command and "'/home/u/k s.kubebastion-new'" in command
+
+
+def test_a_new_checkout_keeps_the_generated_credentials(tmp_path: Path) -> None:
+    """kubespray's generated secrets (inventory/<cluster>/credentials/) move into the new
+    checkout byte for byte, mode kept; nothing else of the old inventory does."""
+    local = make_checkout(tmp_path / "local")
+    target = tmp_path / "bastion" / "kubespray"
+    archive = tmp_path / "upload.tgz"
+    archive.write_bytes(directory_tarball(local))
+    assert SHELL.run(unpack_command(str(archive), str(target), 0,
+                                    wanted_marker(DirectorySource(local)))).ok
+    credentials = target / "inventory" / "lab" / "credentials"
+    credentials.mkdir(parents=True)
+    secret = credentials / "kube_encrypt_token.creds"
+    secret.write_bytes(b"s3cr\x00t with spaces\n")
+    secret.chmod(0o600)
+    (target / "inventory" / "lab" / "hosts.yaml").write_text("rendered\n")
+    (local / "VERSION").write_text("v2.31.1-test\n")
+    archive.write_bytes(directory_tarball(local))
+    assert SHELL.run(unpack_command(str(archive), str(target), 0,
+                                    wanted_marker(DirectorySource(local)))).ok
+    kept = target / "inventory" / "lab" / "credentials" / "kube_encrypt_token.creds"
+    assert kept.read_bytes() == b"s3cr\x00t with spaces\n"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert not (target / "inventory" / "lab" / "hosts.yaml").exists()
