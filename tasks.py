@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 from rich.markup import escape
 
 from kubebastion import secrets
@@ -30,6 +29,7 @@ from kubebastion.console import (
 )
 from kubebastion.errors import ConfigError, InventoryError, KubeBastionError
 from kubebastion.nat import FORWARDING_OFF, NO_MASQUERADE
+from kubebastion.options import NodeCount, Port, PositiveCount, Seconds, task
 from kubebastion.report import FAILED, HostOutcome, outcomes
 from kubebastion.runtime import build_run
 from kubebastion.steps.check import check_host
@@ -40,17 +40,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_CONFIG = "nornir_config.yaml"
 
 
+def exit_for(exc: KubeBastionError) -> Exit:
+    """The message and exit code an error ends a task with: 2 for bad inventory or usage,
+    1 for a failure on the hosts."""
+    code = 2 if isinstance(exc, (InventoryError, ConfigError)) else 1
+    return Exit(secrets.redact(f"error: {exc}"), code)
+
+
 def exits_cleanly(func: F) -> F:
-    """Map our errors to exit codes and a one-paragraph message, never a traceback."""
+    """Our errors end a task with a message and an exit code, never a traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (InventoryError, ConfigError) as exc:
-            raise Exit(secrets.redact(f"error: {exc}"), 2) from None
         except KubeBastionError as exc:
-            raise Exit(secrets.redact(f"error: {exc}"), 1) from None
+            raise exit_for(exc) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -135,13 +140,14 @@ def nat(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False, remove:
             "source": "kubespray git URL, local checkout or tarball (to upload)",
             "version": "kubespray tag or branch to clone (default v2.31.0)",
             "wheelhouse": "build the venv offline from wheels downloaded here",
-            "timeout": "playbook timeout in seconds", "log_dir": "local copy of the logs",
+            "timeout": "playbook timeout in seconds (default: the kubespray timeout "
+                       "setting, 3600)", "log_dir": "local copy of the logs",
             "json": "machine-readable output",
             "ask_sudo_password": "prompt for the sudo password"})
 @exits_cleanly
 def kubespray(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
               force: bool = False, render_to: str = "", source: str = "", version: str = "",
-              wheelhouse: str = "", timeout: float = 0.0, log_dir: str = "",
+              wheelhouse: str = "", timeout: Seconds = 0, log_dir: str = "",
               json: bool = False, ask_sudo_password: bool = False) -> None:
     """Run kubespray from the bastion: checkout, venv, inventory, SSH trust, cluster.yml."""
     from kubebastion.kubespray import deploy, display, inventory
@@ -183,7 +189,7 @@ def kubespray(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
 def deploy(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
            json: bool = False, steps: str = "", skip: str = "", limit: str = "",
            force: bool = False, context: str = "", no_switch: bool = False,
-           timeout: float = 300.0, ask_sudo_password: bool = False) -> None:
+           timeout: Seconds = 300, ask_sudo_password: bool = False) -> None:
     """The whole flow: preflight, NAT, egress, kubespray, admin.conf, kubeconfig, Ready."""
     from kubebastion.deploy import DeployOptions, select_steps
     from kubebastion.deploy import deploy as run_deploy
@@ -229,8 +235,8 @@ def deploy(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
 @task(help={"control_planes": "number of control-plane nodes",
             "workers": "number of worker nodes", "user": "login user on the lab hosts",
             "sudo_password": "require this sudo password (default: passwordless sudo)"})
-def lab_up(c: Context, control_planes: int = 1, workers: int = 3, user: str = "kblab",
-           sudo_password: str = "") -> None:
+def lab_up(c: Context, control_planes: PositiveCount = 1, workers: NodeCount = 3,
+           user: str = "kblab", sudo_password: str = "") -> None:
     """Bring up the lab: bastion, control planes, workers and an emulated internet."""
     import lab
 
@@ -299,8 +305,8 @@ def admin_conf(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
             "ask_sudo_password": "prompt for the sudo password"})
 @exits_cleanly
 def fetch_kubeconfig(c: Context, config: str = DEFAULT_CONFIG, context: str = "",
-                     no_switch: bool = False, local: Any = None, tunnel_port: int = 16443,
-                     timeout: float = 120.0, dry_run: bool = False, json: bool = False,
+                     no_switch: bool = False, local: Any = None, tunnel_port: Port = 16443,
+                     timeout: Seconds = 120, dry_run: bool = False, json: bool = False,
                      ask_sudo_password: bool = False) -> None:
     """Put the admin kubeconfig on the bastion (server rewritten, SANs checked), verify."""
     from kubebastion.steps.fetch_kubeconfig import run_fetch_kubeconfig
@@ -336,7 +342,7 @@ def fetch_kubeconfig(c: Context, config: str = DEFAULT_CONFIG, context: str = ""
 @task(help={"config": "Nornir config file", "port": "local port to listen on",
             "bind": "local address to listen on"})
 @exits_cleanly
-def tunnel(c: Context, config: str = DEFAULT_CONFIG, port: int = 16443,
+def tunnel(c: Context, config: str = DEFAULT_CONFIG, port: Port = 16443,
            bind: str = "127.0.0.1") -> None:
     """Forward a local port to the API server through the bastion, until Ctrl-C."""
     import signal

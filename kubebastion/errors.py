@@ -16,8 +16,11 @@ class InventoryError(KubeBastionError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
+        if len(self.problems) == 1:
+            super().__init__(f"invalid inventory: {self.problems[0]}")
+            return
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid inventory ({len(self.problems)} problem(s)):\n{lines}")
+        super().__init__(f"invalid inventory ({len(self.problems)} problems):\n{lines}")
 
 
 class ConfigError(KubeBastionError):

@@ -18,10 +18,12 @@ from nornir.core.state import GlobalState
 from kubebastion.cluster import Cluster, RawHost, build_cluster
 from kubebastion.connection import CONNECTION_NAME, POOL
 from kubebastion.errors import ConfigError
+from kubebastion.inventory_files import FILE_OPTIONS, InventoryFiles, check_simple_inventory
 from kubebastion.secrets import install_log_redaction
 from kubebastion.ssh_settings import SSHSettings
 
-_PATH_OPTIONS = ("host_file", "group_file", "defaults_file")
+#: What ``InitNornir`` accepts at the top of a config (``Config.from_dict``'s arguments).
+_CONFIG_SECTIONS = ("inventory", "ssh", "logging", "core", "runner", "user_defined")
 
 
 @dataclass
@@ -38,22 +40,39 @@ class Run:
 
 
 def load_config(config_path: Path) -> dict[str, Any]:
-    """Read a Nornir config, resolving its relative paths against the file's folder
-    (Nornir would resolve them against the current directory)."""
+    """Read a Nornir config, resolving its relative paths (SimpleInventory's default file
+    names too) against the file's folder: Nornir would resolve them against the current
+    directory."""
     try:
         data = yaml.safe_load(config_path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"Nornir config {config_path} does not exist (use --config PATH)"
                           ) from None
+    except IsADirectoryError:
+        inside = config_path / "nornir_config.yaml"
+        hint = f"--config {inside}" if inside.is_file() else "--config with the file"
+        raise ConfigError(f"Nornir config {config_path} is a directory; use {hint}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"Nornir config {config_path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"Nornir config {config_path} is not valid YAML: "
+                          f"{' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"Nornir config {config_path} must be a mapping")
+    unknown = [str(key) for key in data if key not in _CONFIG_SECTIONS]
+    if unknown:
+        raise ConfigError(
+            f"{config_path} is not a Nornir config: unknown section(s) {', '.join(unknown)} "
+            f"(a Nornir config has {', '.join(_CONFIG_SECTIONS)}); is it an inventory file? "
+            f"use --config with the Nornir config that names it")
     base = config_path.resolve().parent
-    options = data.setdefault("inventory", {}).setdefault("options", {})
-    for key in _PATH_OPTIONS:
-        if key in options:
-            options[key] = str(base / Path(str(options[key])).expanduser())
+    inventory = data.setdefault("inventory", {})
+    options = inventory.setdefault("options", {})
+    simple = inventory.get("plugin", "SimpleInventory") == "SimpleInventory"
+    for key, default in FILE_OPTIONS.items():
+        if key in options or simple:
+            options[key] = str(base / Path(str(options.get(key, default))).expanduser())
+    if simple:
+        check_simple_inventory(InventoryFiles(
+            config_path, *(Path(options[key]) for key in FILE_OPTIONS)))
     logging = data.setdefault("logging", {})
     if logging.get("log_file"):
         logging["log_file"] = str(base / Path(str(logging["log_file"])).expanduser())

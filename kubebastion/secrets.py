@@ -10,6 +10,9 @@ import getpass
 import logging
 import os
 import threading
+import warnings
+
+from kubebastion.errors import ConfigError
 
 SUDO_PASSWORD_ENV = "KUBEBASTION_SUDO_PASSWORD"  # noqa: S105 - a variable name
 
@@ -47,8 +50,16 @@ def set_sudo_password(value: str | None) -> None:
 
 
 def prompt_sudo_password() -> None:
-    """Ask once on the terminal; used by ``--ask-sudo-password``."""
-    set_sudo_password(getpass.getpass("sudo password: "))
+    """Ask once on the terminal; used by ``--ask-sudo-password``. Without a terminal
+    getpass would read stdin with echo on (a warning) and end in ``EOFError``: refuse."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", getpass.GetPassWarning)
+            password = getpass.getpass("sudo password: ")
+    except (getpass.GetPassWarning, EOFError):
+        raise ConfigError(f"--ask-sudo-password: no terminal to ask on, or the input ended; "
+                          f"set {SUDO_PASSWORD_ENV} instead") from None
+    set_sudo_password(password)
 
 
 def sudo_password() -> Secret | None:

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Iterator
 
 from kubebastion.channel_socket import pump
+from kubebastion.errors import ConfigError
 from kubebastion.kubespray.health import Opener
 
 
@@ -39,7 +40,11 @@ def forward(opener: Opener, address: str, port: int, local_port: int,
             bind: str = "127.0.0.1") -> Iterator[int]:
     """Listen on ``bind:local_port`` (0 = any free port, yielded) and forward each
     connection to ``address:port`` as seen from the bastion."""
-    listener = socket.create_server((bind, local_port))
+    try:
+        listener = socket.create_server((bind, local_port))
+    except OSError as exc:  # in use, an address not ours, a port below 1024 without root
+        raise ConfigError(f"cannot listen on {bind}:{local_port}: {exc.strerror or exc}; "
+                          f"choose another --port or --bind") from None
     stop = threading.Event()
 
     def accept_loop() -> None:
