@@ -52,6 +52,22 @@ RESOLV_CONF = (
 )
 # Mount points that must exist on the real filesystem for the bind mounts to work.
 MOUNT_POINT_DIRS = ("/etc/kubernetes", "/etc/kubebastion", "/etc/sysctl.d", "/etc/systemd/system")
+
+# A node must look systemd-managed to ansible, or real kubespray stops at "Stop if non
+# systemd OS type" (roles/kubernetes/preinstall/tasks/0040-verify-settings.yml:
+# ansible_service_mgr == "systemd"). ansible-core 2.18's service_mgr fact
+# (module_utils/facts/system/service_mgr.py) first reads /proc/1/comm and believes it
+# unless it is "init" or ends in "sh"; the lab shares the machine's PID 1 (here
+# "process_api"), which would win. Then, on Linux, `systemctl` on PATH plus one of
+# /run/systemd/system/, /dev/.run/systemd/, /dev/.systemd/ (systemd's own sd_booted
+# test) means systemd. So each node, in its own mount namespace only, sees what a systemd
+# VM shows: PID 1 named "systemd" and a private tmpfs on /run/systemd holding system/.
+# The machine's root namespace gets neither (other tools there would believe systemd
+# booted it), and the bastion gets neither: ansible never targets it, and the NAT step's
+# `systemctl daemon-reload` (run when /run/systemd/system exists) needs a real systemd.
+NODE_PID1_COMM = "systemd"
+RUN_SYSTEMD = "/run/systemd"
+PID1_COMM = "/proc/1/comm"
 _DIR_MODES = {"root": 0o700, "tmp": 0o1777}
 SSHD_START_TIMEOUT = 15.0
 
@@ -117,7 +133,8 @@ def ensure_mount_points() -> list[str]:
     directory is needed to mount over. Recorded so ``down`` can remove them again.
     """
     created: list[str] = []
-    for d in (*MOUNT_POINT_DIRS, "/run/sshd"):
+    # /run/systemd stays an empty mount point here; only nodes mount their tmpfs on it.
+    for d in (*MOUNT_POINT_DIRS, "/run/sshd", RUN_SYSTEMD):
         if not os.path.isdir(d):
             try:
                 os.makedirs(d, mode=0o755)
@@ -149,6 +166,8 @@ def prepare_host_dir(
         _ensure_owner_mode(p, 0, 0, _DIR_MODES.get(sub, 0o755))
     write_if_changed(hdir / "hosts", hosts_text)
     write_if_changed(hdir / "resolv.conf", RESOLV_CONF)
+    if plan.role != "bastion":
+        write_if_changed(hdir / "pid1-comm", NODE_PID1_COMM + "\n")
 
     host_key = hdir / "ssh_host_ed25519_key"
     key_created = not (host_key.exists() and keys.public_path(host_key).exists())
@@ -181,10 +200,22 @@ def _ensure_owner_mode(path: Path, uid: int, gid: int, mode: int) -> None:
         os.chmod(path, mode)
 
 
+def node_mount_points(plan: HostPlan) -> tuple[str, ...]:
+    """Where a host mounts more than :data:`BIND_MOUNTS`: a node's systemd look."""
+    return () if plan.role == "bastion" else (PID1_COMM, RUN_SYSTEMD)
+
+
 def _start_script(plan: HostPlan, hdir: Path) -> str:
     q = shlex.quote
     lines = ["set -e", f"hostname {q(plan.name)}"]
     lines += [f"mount --bind {q(str(hdir / sub))} {q(target)}" for sub, target in BIND_MOUNTS]
+    if plan.role != "bastion":
+        lines += [
+            f"mount --bind {q(str(hdir / 'pid1-comm'))} {PID1_COMM}",
+            f"mount -t tmpfs -o mode=0755,size=1m,nosuid,nodev,noexec kubebastion-lab "
+            f"{RUN_SYSTEMD}",
+            f"mkdir {RUN_SYSTEMD}/system",
+        ]
     cfg, log = q(str(hdir / "sshd_config")), q(str(hdir / "sshd.log"))
     lines.append(f"exec {SSHD} -f {cfg} -E {log}")
     return "; ".join(lines)
@@ -232,6 +263,18 @@ def wait_sshd(plan: HostPlan, hdir: Path, proc: subprocess.Popen[str]) -> int:
             return pid
         time.sleep(0.01)
     raise LabError(f"sshd for {plan.name} did not come up{_log_tail(hdir)}")
+
+
+def mounts_missing(host: HostState, plan: HostPlan) -> list[str]:
+    """Mount points the host's sshd should see but does not (empty: all there). An sshd
+    started by an older lab lacks the node mounts: ``up`` restarts it."""
+    try:
+        mountinfo = Path(f"/proc/{host.sshd_pid}/mountinfo").read_text()
+    except OSError:
+        return [target for _, target in BIND_MOUNTS]
+    mounted = {line.split()[4] for line in mountinfo.splitlines() if len(line.split()) > 4}
+    wanted = [target for _, target in BIND_MOUNTS] + list(node_mount_points(plan))
+    return [target for target in wanted if target not in mounted]
 
 
 def _log_tail(hdir: Path) -> str:

@@ -348,6 +348,7 @@ def _check_and_repair(state: LabState, sudo_password: str | None) -> LabState | 
     if not network.root_link_ok(topo):
         return None
     with held(MACHINE_LOCK):
+        state.created_paths += hosts.ensure_mount_points()
         uid, gid, _ = accounts.ensure_user(state.user)
         accounts.set_password(state.user, sudo_password)
         accounts.ensure_sudoers(state.user, sudo_password is not None)
@@ -361,7 +362,9 @@ def _check_and_repair(state: LabState, sudo_password: str | None) -> LabState | 
             state.state_dir, plan, state.user, uid, gid, operator_pub, hosts_text
         )
         stale = files.sshd_config_changed or files.host_key_created
-        if not hosts.adopt_running_sshd(state.host(plan.name)) or stale:
+        host = state.host(plan.name)
+        if (not hosts.adopt_running_sshd(host) or stale
+                or hosts.mounts_missing(host, plan)):
             restart.append(plan.name)
 
     down_links = network.bastion_links_down(topo)

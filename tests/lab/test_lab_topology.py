@@ -28,6 +28,7 @@ import lab
 from kubebastion.kubespray.settings import DirectorySource, settings_from
 from lab import files
 from lab.accounts import sudoers_path
+from lab.hosts import mounts_missing
 from lab.lock import held, session_lock
 from lab.netns import exec_in, link_exists, list_namespaces, pid_alive
 from lab.topology import (
@@ -36,6 +37,7 @@ from lab.topology import (
     MAX_CONTROL_PLANES,
     MAX_WORKERS,
     OPERATOR_SPACE,
+    HostPlan,
     LabError,
     Topology,
     choose_operator_network,
@@ -417,6 +419,38 @@ def test_hosts_have_private_etc_and_names(lab_env: lab.LabState, client_config: 
         assert seen.stdout == "net.ipv4.ip_forward=0\n"
     finally:
         (node.host_dir / "etc-sysctl.d" / probe).unlink(missing_ok=True)
+
+
+@lab_test
+def test_nodes_look_systemd_managed_in_their_own_mount_namespace_only(
+    lab_env: lab.LabState, client_config: Path
+) -> None:
+    """What ansible-core 2.18's service_mgr fact reads (lab/hosts.py says why), and ping,
+    both needed by real kubespray's preinstall assertions."""
+    state = current(lab_env)
+    probe = (
+        "cat /proc/1/comm; if [ -d /run/systemd/system ]; then echo canary; else echo none; "
+        "fi; command -v systemctl >/dev/null && echo systemctl; "
+        "ping -c1 -W5 198.18.1.1 >/dev/null && echo pong"
+    )
+    for node in state.nodes:
+        r = ssh(state, node.name, probe, client_config)
+        assert r.stdout.split() == ["systemd", "canary", "systemctl", "pong"], r.stderr
+        assert mounts_missing(node, _plan(state, node.name)) == []
+    r = ssh(state, "bastion", probe, client_config)
+    assert r.stdout.split()[1:] == ["none", "systemctl", "pong"], r.stderr
+    # The machine itself: no lab tmpfs on /run/systemd, PID 1's name untouched.
+    root_mounts = Path("/proc/self/mountinfo").read_text()
+    assert "kubebastion-lab" not in root_mounts
+    assert " /proc/1/comm " not in root_mounts
+    # An sshd started without the node mounts (the bastion's, seen as a node) is caught,
+    # so `up` restarts the sshd of a lab built before them.
+    assert mounts_missing(state.bastion, _plan(state, "k8s-w0")) == [
+        "/proc/1/comm", "/run/systemd"]
+
+
+def _plan(state: lab.LabState, name: str) -> HostPlan:
+    return next(p for p in state.topology.hosts if p.name == name)
 
 
 @lab_test
