@@ -27,8 +27,8 @@ from kubebastion.console import (
     outcome_table,
     print_json,
 )
+from kubebastion.egress import FORWARDING_OFF, NO_MASQUERADE
 from kubebastion.errors import ConfigError, InventoryError, KubeBastionError
-from kubebastion.nat import FORWARDING_OFF, NO_MASQUERADE
 from kubebastion.options import NodeCount, Port, PositiveCount, Seconds, task
 from kubebastion.report import FAILED, HostOutcome, outcomes
 from kubebastion.runtime import build_run
@@ -88,7 +88,7 @@ def check(c: Context, config: str = DEFAULT_CONFIG, json: bool = False,
         console.print(outcome_table("check", rows, ["user", "sudo", "python3", "os_release"]))
         if egress:
             console.print(outcome_table("egress", _summarised(egress_rows), [
-                "gateway", "reached", "ip_forward", "masquerade", "private_address"]))
+                "gateway", "reached", "ip_forward", "masquerade", "private_address", "provider"]))
             if any(r.detail in (FORWARDING_OFF, NO_MASQUERADE) for r in egress_rows):
                 console.print("hint: `invoke nat` makes the bastion forward and masquerade")
     if failed_hosts(rows) or failed_hosts(egress_rows):

@@ -1,8 +1,8 @@
-"""NAT on the bastion and the nodes' egress check: the pure parts.
+"""NAT on the bastion: the pure parts.
 
-Everything here is data in, data out (templates rendered, commands built, outputs parsed,
-failures diagnosed), so it is unit-tested without a host; ``kubebastion.steps.nat`` and
-``kubebastion.steps.egress`` only run the commands.
+Everything here is data in, data out (templates rendered, commands built, outputs parsed),
+so it is unit-tested without a host; ``kubebastion.steps.nat`` only runs the commands, and
+``kubebastion.egress`` reads the same bastion state to diagnose the nodes' egress.
 
 What kubebastion owns on the bastion, and nothing else:
 
@@ -20,9 +20,10 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from kubebastion.cluster import Cluster, EgressTarget
+from kubebastion.cloud import dmi_command, parse_dmi
+from kubebastion.cluster import Cluster
 from kubebastion.errors import StepError
 from kubebastion.remote import quote
 from kubebastion.templating import render
@@ -43,7 +44,8 @@ WANTS_LINK = f"/etc/systemd/system/multi-user.target.wants/{UNIT_NAME}"
 MANAGED_FILES = (STATE_FILE, SYSCTL_DROPIN, NFT_FILE, UP_SCRIPT, UNIT_FILE)
 
 _INTERFACE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-_MARK = "@@kubebastion "
+#: Starts a section of a state script's output (see split_sections).
+MARK = "@@kubebastion "
 _MISSING = "<missing>"
 
 
@@ -75,13 +77,14 @@ class BastionState:
     systemd: bool
     wants_link: str | None  # the symlink's target, None when absent
     files: Mapping[str, RemoteFile | None] = field(default_factory=dict)
+    dmi: Mapping[str, str] = field(default_factory=dict)  # see kubebastion.cloud
 
 
 def state_command(files: Sequence[str] = MANAGED_FILES) -> str:
     """One script (run with sudo: nft needs it) printing marked sections for
     :func:`parse_state`, so reading the bastion costs one round trip."""
     lines = [
-        f"mark() {{ printf '\\n{_MARK}%s\\n' \"$1\"; }}",
+        f"mark() {{ printf '\\n{MARK}%s\\n' \"$1\"; }}",
         "mark ip_forward; cat /proc/sys/net/ipv4/ip_forward 2>/dev/null || true",
         "mark links; ip -o link show 2>/dev/null || true",
         "mark addresses; ip -o -4 addr show 2>/dev/null || true",
@@ -95,6 +98,7 @@ def state_command(files: Sequence[str] = MANAGED_FILES) -> str:
         f"else echo {quote(_MISSING)}; fi",
         "mark systemd; if [ -d /run/systemd/system ]; then echo present; fi",
         f"mark wants_link; readlink {quote(WANTS_LINK)} 2>/dev/null || true",
+        f"mark dmi; {dmi_command()}",
     ]
     for path in files:
         p = quote(path)
@@ -108,8 +112,8 @@ def split_sections(stdout: str) -> dict[str, str]:
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in stdout.splitlines():
-        if line.startswith(_MARK):
-            current = sections.setdefault(line[len(_MARK):].strip(), [])
+        if line.startswith(MARK):
+            current = sections.setdefault(line[len(MARK):].strip(), [])
         elif current is not None:
             current.append(line)
     return {name: "\n".join(body).strip("\n") for name, body in sections.items()}
@@ -191,6 +195,7 @@ def parse_state(stdout: str) -> BastionState:
         systemd=sections.get("systemd", "").strip() == "present",
         wants_link=sections.get("wants_link", "").strip() or None,
         files=files,
+        dmi=parse_dmi(sections.get("dmi", "")),
     )
 
 
@@ -420,136 +425,3 @@ def remove_command(state: BastionState) -> str:
     if state.systemd:
         steps.append("systemctl daemon-reload")
     return "\n".join(steps)
-
-
-# --- the egress check ------------------------------------------------------------------------
-
-FORWARDING_OFF = "bastion does not forward (net.ipv4.ip_forward=0)"  # the usual one
-NO_MASQUERADE = "no masquerade on the bastion"
-NO_DEFAULT_ROUTE = "no default route"
-PROBE_TIMEOUT = 3.0
-
-
-@dataclass(frozen=True)
-class BastionFacts:
-    """What the nodes' egress depends on, seen from the bastion."""
-
-    ip_forward: int | None
-    masquerade: bool
-    private_addresses: tuple[str, ...]
-
-    def as_dict(self) -> dict[str, object]:
-        return {"ip_forward": self.ip_forward, "masquerade": self.masquerade,
-                "private_address": ", ".join(self.private_addresses)}
-
-
-def bastion_facts(state: BastionState, cluster: Cluster) -> BastionFacts:
-    cidr = cluster.private_cidr
-    private = tuple(str(a.ip) for _, a in state.addresses if a.ip in cidr)
-    if not private and cluster.bastion.private_address:
-        private = (cluster.bastion.private_address,)
-    return BastionFacts(
-        ip_forward=state.ip_forward,
-        masquerade=bool(masquerade_rules(state.table, str(cidr))),
-        private_addresses=private,
-    )
-
-
-# Connects to every target at once (threads), so a node costs one timeout, not one per
-# target; getaddrinfo has no timeout of its own, hence the overall deadline on the joins.
-PROBE_SCRIPT = """\
-import socket, sys, threading, time
-t = float(sys.argv[1]); a = sys.argv[2:]
-targets = list(zip(a[::2], a[1::2])); out = ["fail\\ttimed out"] * len(targets)
-def probe(i, host, port):
-    try:
-        socket.create_connection((host, int(port)), timeout=t).close(); out[i] = "ok"
-    except socket.gaierror:
-        out[i] = "fail\\tname does not resolve"
-    except socket.timeout:
-        out[i] = "fail\\ttimed out"
-    except OSError as e:
-        out[i] = "fail\\t" + (e.strerror or type(e).__name__)
-ths = [threading.Thread(target=probe, args=(i, h, p), daemon=True)
-       for i, (h, p) in enumerate(targets)]
-for th in ths: th.start()
-end = time.monotonic() + t + 2
-for th in ths: th.join(max(0.0, end - time.monotonic()))
-for (h, p), r in zip(targets, out): print("probe\\t%s:%s\\t%s" % (h, p, r))
-"""
-
-
-def egress_probe_command(targets: Sequence[EgressTarget],
-                         timeout: float = PROBE_TIMEOUT) -> str:
-    """One command per node: its default route, then a TCP connect to every target."""
-    args = " ".join(f"{quote(t.host)} {t.port}" for t in targets)
-    return (f"printf '{_MARK}route\\n'; ip -4 route show default 2>&1 || true; "
-            f"printf '{_MARK}probes\\n'; if command -v python3 >/dev/null 2>&1; then "
-            f"python3 -c {quote(PROBE_SCRIPT)} {timeout:g} {args}; else echo python3-missing; fi")
-
-
-@dataclass(frozen=True)
-class Probe:
-    target: str
-    ok: bool
-    error: str = ""
-
-
-@dataclass(frozen=True)
-class NodeEgress:
-    default_via: str | None
-    default_dev: str | None
-    probes: tuple[Probe, ...]
-    python3: bool = True
-
-    @property
-    def has_default_route(self) -> bool:
-        return self.default_dev is not None or self.default_via is not None
-
-    def as_dict(self) -> dict[str, object]:
-        data = asdict(self)
-        data["gateway"] = self.default_via or (f"dev {self.default_dev}"
-                                               if self.default_dev else "none")
-        data["reached"] = f"{sum(p.ok for p in self.probes)}/{len(self.probes)}"
-        return data
-
-
-def parse_egress_output(stdout: str, targets: Sequence[EgressTarget]) -> NodeEgress:
-    sections = split_sections(stdout)
-    via, dev = parse_default_route(sections.get("route", ""))
-    probes_text = sections.get("probes", "")
-    found: dict[str, Probe] = {}
-    for line in probes_text.splitlines():
-        fields = line.split("\t")
-        if len(fields) >= 3 and fields[0] == "probe":
-            found[fields[1]] = Probe(fields[1], fields[2] == "ok",
-                                     fields[3] if len(fields) > 3 else "")
-    python3 = probes_text.strip() != "python3-missing"
-    reason = "python3 is missing on the node" if not python3 else "no probe output"
-    probes = tuple(found.get(str(t), Probe(str(t), False, reason)) for t in targets)
-    return NodeEgress(via, dev, probes, python3)
-
-
-def diagnose(node: NodeEgress, bastion: BastionFacts | None,
-             bastion_address: str | None = None) -> str | None:
-    """None when every target answered; else the first cause found, from the node outward:
-    its route, the bastion's forwarding, the masquerade, then the targets themselves."""
-    failed = [p for p in node.probes if not p.ok]
-    if not failed:
-        return None
-    if not node.python3:
-        return "cannot probe: python3 is missing on the node"
-    if not node.has_default_route:
-        return NO_DEFAULT_ROUTE
-    gateways = set(bastion.private_addresses) if bastion else set()
-    if bastion_address:
-        gateways.add(bastion_address)
-    if gateways and node.default_via not in gateways:
-        where = node.default_via or f"dev {node.default_dev}"
-        return f"default route not via the bastion ({where})"
-    if bastion is not None and bastion.ip_forward is not None and bastion.ip_forward != 1:
-        return f"bastion does not forward (net.ipv4.ip_forward={bastion.ip_forward})"
-    if bastion is not None and not bastion.masquerade:
-        return NO_MASQUERADE
-    return "target unreachable: " + ", ".join(
-        f"{p.target} ({p.error})" if p.error else p.target for p in failed)

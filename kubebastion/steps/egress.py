@@ -14,7 +14,7 @@ from nornir.core.task import Result, Task
 
 from kubebastion import remote
 from kubebastion.cluster import Cluster
-from kubebastion.nat import (
+from kubebastion.egress import (
     PROBE_TIMEOUT,
     BastionFacts,
     NodeEgress,
@@ -22,9 +22,8 @@ from kubebastion.nat import (
     diagnose,
     egress_probe_command,
     parse_egress_output,
-    parse_state,
-    state_command,
 )
+from kubebastion.nat import parse_state, state_command
 from kubebastion.report import HostOutcome, outcomes
 from kubebastion.runtime import Run
 from kubebastion.shell import shell_for
@@ -42,7 +41,8 @@ class EgressReport:
 
 
 def gather_bastion_facts(task: Task, cluster: Cluster) -> Result:
-    """The bastion's forwarding, masquerade and private address (needs sudo for nft)."""
+    """The bastion's forwarding, masquerade, private address and platform (needs sudo
+    for nft)."""
     shell = shell_for(task)
     output = remote.run(shell, state_command(files=()), sudo=True, timeout=60,
                         display="read the bastion's forwarding state")
@@ -59,7 +59,8 @@ def check_egress(task: Task, cluster: Cluster, bastion_facts: BastionFacts | Non
     output = remote.run(shell, egress_probe_command(targets, PROBE_TIMEOUT),
                         timeout=PROBE_TIMEOUT + 30, display="egress probe")
     egress = parse_egress_output(output.stdout, targets)
-    diagnosis = diagnose(egress, bastion_facts, cluster.bastion.private_address)
+    diagnosis = diagnose(egress, bastion_facts, cluster.bastion.private_address,
+                         task.host.name)
     return Result(host=task.host, result=EgressReport(egress, diagnosis), changed=False,
                   failed=diagnosis is not None, diff=diagnosis or "")
 

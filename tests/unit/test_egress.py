@@ -7,8 +7,9 @@ import sys
 
 import pytest
 
+from kubebastion.cloud import AWS, GENERIC
 from kubebastion.cluster import EgressTarget
-from kubebastion.nat import (
+from kubebastion.egress import (
     FORWARDING_OFF,
     NO_DEFAULT_ROUTE,
     NO_MASQUERADE,
@@ -71,8 +72,11 @@ def test_parse_ok_output() -> None:
 def test_parse_failures_keep_the_reason() -> None:
     egress = parse_egress_output(FAILED_OUTPUT, TARGETS)
     assert [p.error for p in egress.probes] == ["timed out", "name does not resolve"]
-    assert diagnose(egress, GOOD_BASTION) == (
-        "target unreachable: 198.19.0.1:80 (timed out), dl.k8s.io:443 (name does not resolve)")
+    assert [p.resolved for p in egress.probes] == [True, False]
+    assert diagnose(egress, GOOD_BASTION, node_name="k8s-w0") == (
+        f"target unreachable: 198.19.0.1:80 (timed out); fix: {GENERIC.forwarding}; and "
+        "name does not resolve on k8s-w0 (no nameserver in /etc/resolv.conf): dl.k8s.io:443 "
+        f"(name does not resolve); fix: {GENERIC.dns}")
 
 
 def test_missing_probe_lines_count_as_failures() -> None:
@@ -90,17 +94,18 @@ def test_missing_python3_is_said_plainly() -> None:
 
 @pytest.mark.parametrize(("egress", "bastion", "expected"), [
     (node("198.18.1.1", "eth0", True), GOOD_BASTION, None),
-    (node(None, None), GOOD_BASTION, NO_DEFAULT_ROUTE),
+    (node(None, None), GOOD_BASTION, f"{NO_DEFAULT_ROUTE}; fix: {GENERIC.route}"),
     (node("198.18.1.254", "eth0"), GOOD_BASTION,
-     "default route not via the bastion (198.18.1.254)"),
-    (node(None, "eth0"), GOOD_BASTION, "default route not via the bastion (dev eth0)"),
+     f"default route not via the bastion (198.18.1.254); fix: {GENERIC.route}"),
+    (node(None, "eth0"), GOOD_BASTION,
+     f"default route not via the bastion (dev eth0); fix: {GENERIC.route}"),
     (node(), BastionFacts(0, False, ("198.18.1.1",)), FORWARDING_OFF),
     (node(), BastionFacts(1, False, ("198.18.1.1",)), NO_MASQUERADE),
-    (node(), GOOD_BASTION, "target unreachable: t0:80 (timed out)"),
+    (node(), GOOD_BASTION, f"target unreachable: t0:80 (timed out); fix: {GENERIC.forwarding}"),
     (node("198.18.1.1", "eth0", True, False), GOOD_BASTION,
-     "target unreachable: t1:80 (timed out)"),
+     f"target unreachable: t1:80 (timed out); fix: {GENERIC.forwarding}"),
     (node("198.18.1.1", "eth0", True), BastionFacts(0, False, ()), None),
-    (node(), None, "target unreachable: t0:80 (timed out)"),
+    (node(), None, f"target unreachable: t0:80 (timed out); fix: {GENERIC.forwarding}"),
 ], ids=["ok", "no-default-route", "other-gateway", "device-route", "not-forwarding",
         "no-masquerade", "target-down", "one-of-two-down",
         "reachable-without-our-nat-is-ok", "bastion-unknown"])
@@ -116,6 +121,66 @@ def test_forwarding_off_is_the_lab_before_state_message() -> None:
 def test_inventory_private_address_counts_as_the_bastion() -> None:
     bastion = BastionFacts(1, True, ())
     assert diagnose(node("198.18.1.1"), bastion, "198.18.1.1") == (
-        "target unreachable: t0:80 (timed out)")
+        f"target unreachable: t0:80 (timed out); fix: {GENERIC.forwarding}")
     assert diagnose(node("198.18.1.9"), bastion, "198.18.1.1") == (
-        "default route not via the bastion (198.18.1.9)")
+        f"default route not via the bastion (198.18.1.9); fix: {GENERIC.route}")
+
+
+# --- name resolution apart from connection failures (issue 12, item 8) ---------------------
+
+# Captured from a lab node whose resolver is broken (resolv.conf -> 127.0.0.53, nothing
+# listening) while the IP target still answers, with the probe of this module.
+BROKEN_DNS_OUTPUT = """@@kubebastion route
+default via 198.18.1.1 dev eth0 
+@@kubebastion resolvers
+nameserver 127.0.0.53
+@@kubebastion probes
+probe\tinternet:80\tdns\tTemporary failure in name resolution\t
+probe\t198.19.0.1:80\tok\t\t198.19.0.1
+"""  # noqa: W291
+NAMED_TARGETS = (EgressTarget("internet", 80), EgressTarget("198.19.0.1", 80))
+
+
+def test_a_name_that_does_not_resolve_names_the_node_and_its_resolver() -> None:
+    egress = parse_egress_output(BROKEN_DNS_OUTPUT, NAMED_TARGETS)
+    assert egress.resolvers == ("127.0.0.53",)
+    assert diagnose(egress, GOOD_BASTION, node_name="k8s-w1") == (
+        "name does not resolve on k8s-w1 (resolver 127.0.0.53): internet:80 (Temporary "
+        f"failure in name resolution); fix: {GENERIC.dns}")
+
+
+def test_a_name_that_resolves_but_does_not_connect_says_so() -> None:
+    out = BROKEN_DNS_OUTPUT.replace(
+        "probe\tinternet:80\tdns\tTemporary failure in name resolution\t",
+        "probe\tinternet:80\tfail\tConnection refused\t198.19.0.1")
+    diagnosis = diagnose(parse_egress_output(out, NAMED_TARGETS), GOOD_BASTION,
+                         node_name="k8s-w1")
+    # Refused: the target answered, so there is nothing on the way to fix.
+    assert diagnosis == ("target unreachable: internet:80 resolves to 198.19.0.1, "
+                         "connection fails (Connection refused)")
+
+
+def test_the_fix_is_the_bastion_platform_s() -> None:
+    on_aws = BastionFacts(1, True, ("198.18.1.1",), AWS)
+    assert diagnose(node(), on_aws) == (
+        f"target unreachable: t0:80 (timed out); fix: {AWS.forwarding}")
+    assert "source/destination check" in AWS.forwarding
+    assert diagnose(node("10.0.1.1"), on_aws) == (
+        f"default route not via the bastion (10.0.1.1); fix: {AWS.route}")
+    assert on_aws.as_dict()["provider"] == "AWS"
+
+
+def test_probe_script_tells_a_lookup_failure_from_a_refused_connection() -> None:
+    """Run for real on this machine: an unresolvable name (.invalid, RFC 2606) and a
+    closed local port."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connecting is refused
+        out = subprocess.run([sys.executable, "-c", PROBE_SCRIPT, "2", "no-such.invalid",
+                              "80", "127.0.0.1", str(port)], capture_output=True, text=True,
+                             check=True, timeout=30).stdout
+    lines = sorted(out.splitlines())
+    assert lines[0] == f"probe\t127.0.0.1:{port}\tfail\tConnection refused\t127.0.0.1"
+    assert lines[1].startswith("probe\tno-such.invalid:80\tdns\t")
