@@ -9,6 +9,11 @@ clusters collide in one file. Everything here works on the parsed YAML, never on
 pure, so captured files are the unit tests and the same functions serve the bastion's copy
 and the operator's own ``~/.kube/config``.
 
+The file is shared with other users' entries, so it is read and written round-trip
+(ruamel.yaml): their comments, quoting, flow style and key order come back as they were,
+and only our entries change. kubectl itself drops comments on every write; we need not.
+Entries we add are written as kubectl writes them (block style, keys sorted).
+
 Every function returns a new document; the caller's dictionaries are never modified.
 """
 
@@ -17,11 +22,16 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import io
 import ipaddress
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.scalarstring import SingleQuotedScalarString
 
 from kubebastion.errors import KubeconfigError
 
@@ -64,8 +74,8 @@ def parse_kubeconfig(text: str, source: str) -> Kubeconfig:
     kubeconfig" needs no special case for a first run.
     """
     try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        loaded = _round_trip().load(text)
+    except YAMLError as exc:
         raise KubeconfigError(f"{source}: not valid YAML: {_describe_yaml_error(exc)}") from exc
     if loaded is None:
         return empty_kubeconfig()
@@ -218,7 +228,8 @@ def merge_kubeconfig(existing: Kubeconfig, incoming: Kubeconfig, switch: bool) -
         position = {entry["name"]: index for index, entry in enumerate(entries)}
         for entry in new[section]:
             if entry["name"] in position:
-                entries[position[entry["name"]]] = entry
+                index = position[entry["name"]]
+                entries[index] = _overwrite(entries[index], entry)
             else:
                 position[entry["name"]] = len(entries)
                 entries.append(entry)
@@ -230,19 +241,66 @@ def merge_kubeconfig(existing: Kubeconfig, incoming: Kubeconfig, switch: bool) -
     return result
 
 
-def dump_kubeconfig(config: Kubeconfig) -> str:
-    """Block-style YAML with keys sorted, as ``kubectl config view --raw`` writes them.
+def _overwrite(old: Any, new: Any) -> Any:
+    """``new``'s content in ``old``'s containers: a comment the file attaches to a key we
+    keep (the one above the next entry hangs on the last key of this one) stays."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [k for k in old if k not in new]:
+            del old[key]
+        for key, value in new.items():
+            old[key] = _overwrite(old[key], value) if key in old else value
+        return old
+    return new
 
-    Sorted keys make the output independent of the order the document was built in, so
-    "has the file changed?" is a plain string comparison and diffs stay small.
+
+def dump_kubeconfig(config: Kubeconfig) -> str:
+    """The document as YAML: what was read from a file comes back as it was (comments,
+    quoting, flow style, key order); what we added is block style with keys sorted, as
+    ``kubectl config view --raw`` writes it, so a kubeconfig made from scratch is
+    independent of the order it was built in and "has the file changed?" is a plain
+    string comparison.
     """
-    return yaml.safe_dump(
-        config,
-        default_flow_style=False,
-        sort_keys=True,
-        allow_unicode=True,
-        width=2**31 - 1,  # never fold a line: base64 data stays on one line, like kubectl's
-    )
+    stream = io.StringIO()
+    _round_trip().dump(_as_written(copy.deepcopy(config)), stream)
+    return stream.getvalue()
+
+
+def _round_trip() -> YAML:
+    rt = YAML(typ="rt")
+    rt.preserve_quotes = True
+    rt.width = 2**31 - 1  # never fold a line: base64 data stays on one line, like kubectl's
+    rt.default_flow_style = False
+    rt.indent(mapping=2, sequence=2, offset=0)  # kubectl's layout: "- name:" under "users:"
+    return rt
+
+
+def _as_written(value: Any) -> Any:
+    """Our values in kubectl's form: plain mappings sorted, and a string that YAML 1.1
+    (kubectl's parser) would read as something else quoted (``'yes'``, ``'0x1f'``). What
+    came from a file (ruamel's own types) is kept with its layout; its children may be
+    ours."""
+    if isinstance(value, CommentedMap):
+        for key in value:
+            value[key] = _as_written(value[key])
+        return value
+    if isinstance(value, dict):
+        return CommentedMap((k, _as_written(value[k])) for k in sorted(value))
+    if isinstance(value, CommentedSeq):
+        for index, item in enumerate(value):  # by index: a slice would drop the comments
+            value[index] = _as_written(item)
+        return value
+    if isinstance(value, list):
+        return CommentedSeq(_as_written(item) for item in value)
+    if type(value) is str and _yaml11_tag(value) != "tag:yaml.org,2002:str":
+        return SingleQuotedScalarString(value)
+    return value
+
+
+def _yaml11_tag(text: str) -> str:
+    """What PyYAML (YAML 1.1, like kubectl's parser) reads ``text`` as, written bare."""
+    tag: str = yaml.resolver.Resolver().resolve(  # type: ignore[no-untyped-call]
+        yaml.ScalarNode, text, (True, False))
+    return tag
 
 
 def server_address(url: str) -> tuple[str, int]:
@@ -351,26 +409,27 @@ def _find(config: Kubeconfig, section: str, name: str) -> dict[str, Any]:
     raise KubeconfigError(f"kubeconfig has no {section[:-1]} named {name!r} (has: {names})")
 
 
-def _describe_yaml_error(exc: yaml.YAMLError) -> str:
-    """One line with the position, instead of PyYAML's multi-line ``<unicode string>``."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+def _describe_yaml_error(exc: YAMLError) -> str:
+    """One line with the position, instead of the parser's multi-line ``<unicode string>``."""
+    if isinstance(exc, MarkedYAMLError) and exc.problem_mark is not None:
         mark = exc.problem_mark
         problem = exc.problem or exc.context or "syntax error"
         return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
     return str(exc).replace("\n", " ")
 
 
-_KIND_NAMES = {
-    type(None): "empty",
-    dict: "a mapping",
-    list: "a list",
-    str: "a string",
-    bool: "a boolean",
-    int: "an integer",
-    float: "a number",
-}
+_KIND_NAMES = (
+    (type(None), "empty"),
+    (dict, "a mapping"),
+    (list, "a list"),
+    (str, "a string"),
+    (bool, "a boolean"),
+    (int, "an integer"),
+    (float, "a number"),
+)
 
 
 def _kind_of(value: Any) -> str:
     """``a mapping``, ``a list``...: YAML words, since the reader is editing YAML."""
-    return _KIND_NAMES.get(type(value), f"a {type(value).__name__}")
+    return next((name for kind, name in _KIND_NAMES if isinstance(value, kind)),
+                f"a {type(value).__name__}")

@@ -344,8 +344,14 @@ def test_validate_refuses_a_non_mapping() -> None:
 # --- dump ----------------------------------------------------------------------------------
 
 
-def test_dump_is_stable_block_style_with_sorted_keys() -> None:
-    existing = load("existing_multi.yaml")  # written by hand with keys in another order
+def plain(config: Kubeconfig) -> Kubeconfig:
+    """The document as plain data, as if built here rather than read from a file."""
+    document: Kubeconfig = json.loads(json.dumps(config))
+    return document
+
+
+def test_dump_of_a_document_built_here_is_block_style_with_sorted_keys() -> None:
+    existing = plain(load("existing_multi.yaml"))  # written by hand, keys in another order
     text = dump_kubeconfig(existing)
     assert dump_kubeconfig(parse_kubeconfig(text, "dumped")) == text
     assert text.splitlines()[:2] == ["apiVersion: v1", "clusters:"]
@@ -355,10 +361,10 @@ def test_dump_is_stable_block_style_with_sorted_keys() -> None:
             base64.b64decode(line.split(": ", 1)[1], validate=True)  # never folded
 
 
-def test_dump_of_a_reordered_document_is_identical() -> None:
-    config = load("expected_v231_into_multi.yaml")
+def test_dump_of_a_reordered_document_built_here_is_identical() -> None:
+    config = plain(load("expected_v230_into_empty.yaml"))
     shuffled = {key: config[key] for key in reversed(list(config))}
-    assert dump_kubeconfig(shuffled) == (CASES / "expected_v231_into_multi.yaml").read_text()
+    assert dump_kubeconfig(shuffled) == (CASES / "expected_v230_into_empty.yaml").read_text()
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
@@ -472,3 +478,20 @@ def test_accessors_name_missing_entries() -> None:
 def _spec(name: str) -> dict[str, Any]:
     spec: dict[str, Any] = yaml.safe_load((CASES / name).read_text())
     return spec
+
+
+@pytest.mark.parametrize("value", ["yes", "on", "0x1f", "1e3", "~"],
+                         ids=["yes", "on", "hex", "float", "null"])
+def test_values_yaml_1_1_would_misread_are_quoted(value: str) -> None:
+    """kubectl's parser follows YAML 1.1: a context called ``on`` written bare would come
+    back as a boolean there (ruamel, YAML 1.2, would not quote it by itself)."""
+    config = empty_kubeconfig()
+    config["contexts"] = [{"name": value, "context": {"cluster": value, "user": value}}]
+    text = dump_kubeconfig(config)
+    assert yaml.safe_load(text)["contexts"][0]["name"] == value
+    assert f"name: '{value}'" in text
+
+
+def test_an_unchanged_document_dumps_as_the_file_was() -> None:
+    text = (CASES / "existing_commented.yaml").read_text()
+    assert dump_kubeconfig(parse_kubeconfig(text, "existing_commented.yaml")) == text
