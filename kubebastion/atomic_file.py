@@ -64,6 +64,17 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, backup: bool = True
         return backup_path
 
 
+def touch_private(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600), or make it so: logs that another
+    writer then appends to or truncates (``open("w")`` keeps the mode) hold what a run
+    printed, as the bastion's 0600 originals do."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold the lock of ``path`` for a read-modify-write (read, merge, ``write_atomic``).

@@ -15,6 +15,7 @@ from nornir.core import Nornir
 from nornir.core.inventory import ConnectionOptions, Inventory
 from nornir.core.state import GlobalState
 
+from kubebastion.atomic_file import touch_private
 from kubebastion.cluster import Cluster, RawHost, build_cluster
 from kubebastion.connection import CONNECTION_NAME, POOL
 from kubebastion.errors import ConfigError
@@ -98,6 +99,9 @@ def build_run(config_path: Path | str = "nornir_config.yaml", *, dry_run: bool =
     if num_workers is not None:
         config.setdefault("runner", {"plugin": "threaded"}).setdefault("options", {})[
             "num_workers"] = num_workers
+    log_file = Path(config["logging"].get("log_file") or "")
+    if log_file.name and log_file.parent.is_dir():
+        touch_private(log_file)  # Nornir's FileHandler appends: the mode stays 0600
     try:
         nornir = InitNornir(dry_run=dry_run, **config)
     except Exception as exc:

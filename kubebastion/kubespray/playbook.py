@@ -292,6 +292,12 @@ def playbook_paths(checkout_dir: str, venv_dir: str, log_dir: str, stamp: str) -
     )
 
 
+def private_dir_command(path: str) -> str:
+    """Make the logs folder ours alone (0700), new or not: it holds the logs and, while a
+    run lasts, the sudo password file, whose name must not be listable."""
+    return f"umask 077 && mkdir -p {quote(path)} && chmod 700 {quote(path)}"
+
+
 def playbook_argv(venv_dir: str, cluster_name: str) -> list[str]:
     return [str(PurePosixPath(venv_dir) / "bin/ansible-playbook"),
             "-i", f"inventory/{cluster_name}/hosts.yaml", "cluster.yml", "-b"]
@@ -308,7 +314,7 @@ def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, s
     return "\n".join([
         "set -u",
         "umask 077",
-        f"mkdir -p {quote(str(PurePosixPath(paths.log).parent))}",
+        private_dir_command(str(PurePosixPath(paths.log).parent)),
         f"exec 9>>{quote(paths.lock_file)}",
         f"if ! flock -n 9; then printf 'kubebastion: another kubespray run holds %s\\n' "
         f"{quote(paths.lock_file)}; exit {LOCKED_CODE}; fi",

@@ -17,6 +17,7 @@ from pathlib import Path
 from nornir.core import Nornir
 from nornir.core.task import Result, Task
 
+from kubebastion.atomic_file import touch_private
 from kubebastion.cluster import Cluster
 from kubebastion.connection import CONNECTION_NAME
 from kubebastion.errors import RemoteCommandError, StepError
@@ -276,10 +277,11 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
         return Result(host=task.host, changed=True, diff=f"would run: {shown}")
     local_log = settings.log_dir / f"kubespray-{stamp}.log"
     local_log.parent.mkdir(parents=True, exist_ok=True)
+    touch_private(local_log)
     password = sudo_password()
     password_file = None
     if password is not None:
-        run(shell, f"mkdir -p {quote(layout.logs)}")
+        run(shell, pb.private_dir_command(layout.logs))
         password_file = run(shell, f"umask 077 && mktemp {quote(layout.logs)}/.become.XXXXXXXX"
                             ).stdout.strip()
         shell.put(password.reveal().encode(), password_file)

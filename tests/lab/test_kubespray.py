@@ -31,7 +31,7 @@ from kubebastion.kubespray.health import cluster_health
 from kubebastion.kubespray.layout import RemoteLayout
 from kubebastion.kubespray.source import MARKER
 from kubebastion.remote import run as remote_run
-from kubebastion.runtime import build_run
+from kubebastion.runtime import build_run, load_config
 from kubebastion.shell import shell_for
 from kubebastion.steps.kubespray import gather_bastion_facts, run_kubespray_playbook
 
@@ -200,13 +200,17 @@ def test_the_playbook_really_ran_over_ssh_from_the_bastion(first_run: Invocation
         assert node.ssh_address + " ssh-ed25519 " in known
 
 
-def test_logs_on_the_bastion_and_locally(first_run: Invocation,
-                                         lab_env: lab.LabState) -> None:
+def test_logs_on_the_bastion_and_locally(first_run: Invocation, lab_env: lab.LabState,
+                                         config: Path) -> None:
     playbook = first_run.document["playbook"]
     local = Path(playbook["local_log"])
     remote = as_root(lab_env, "bastion", f"cat {playbook['remote_log']}")
     assert remote.returncode == 0 and "PLAY RECAP" in remote.stdout
     assert local.read_text() == remote.stdout
+    # the local copies are as private as the bastion's originals
+    assert oct(local.stat().st_mode & 0o777) == "0o600"
+    nornir_log = Path(load_config(config)["logging"]["log_file"])
+    assert oct(nornir_log.stat().st_mode & 0o777) == "0o600"
 
 
 def run_playbook_task(config: Path, stamp: str,
@@ -229,7 +233,10 @@ def test_the_sudo_password_reaches_ansible_only_as_a_file(
         first_run: Invocation, lab_env: lab.LabState, config: Path) -> None:
     """The playbook task with a sudo password set (the lab's sudo does not need it, so the
     run succeeds either way): never in the script, the log or the output; the 0600 file is
-    gone afterwards."""
+    gone afterwards. The logs folder, made anew by this run, is 0700 (the password file's
+    name must not be listable)."""
+    logs = f"/home/{lab_env.user}/kubebastion-logs"
+    assert as_root(lab_env, "bastion", f"rm -rf {logs}").returncode == 0
     kb_secrets.set_sudo_password(SUDO_PASSWORD)
     lines: list[str] = []
     try:
@@ -242,9 +249,10 @@ def test_the_sudo_password_reaches_ansible_only_as_a_file(
     assert "PLAY RECAP" in remote
     for text in (remote, Path(outcome.local_log).read_text(), "\n".join(lines)):
         assert SUDO_PASSWORD not in text
-    leftovers = as_root(lab_env, "bastion",
-                        f"ls -a /home/{lab_env.user}/kubebastion-logs").stdout.split()
+    leftovers = as_root(lab_env, "bastion", f"ls -a {logs}").stdout.split()
     assert not [name for name in leftovers if name.startswith(".become")]
+    assert as_root(lab_env, "bastion", f"stat -c %a {logs}").stdout.strip() == "700"
+    assert oct(Path(outcome.local_log).stat().st_mode & 0o777) == "0o600"
 
 
 def test_rendered_inventory_is_accepted_by_ansible_inventory(first_run: Invocation,
