@@ -234,14 +234,16 @@ def deploy(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
 
 @task(help={"control_planes": "number of control-plane nodes",
             "workers": "number of worker nodes", "user": "login user on the lab hosts",
-            "sudo_password": "require this sudo password (default: passwordless sudo)"})
+            "sudo_password": "require this sudo password (default: passwordless sudo)",
+            "single_nic": "one bastion NIC, on the private network, which also reaches "
+                          "the internet (a cloud bastion with a 1:1 NAT public address)"})
 def lab_up(c: Context, control_planes: PositiveCount = 1, workers: NodeCount = 3,
-           user: str = "kblab", sudo_password: str = "") -> None:
+           user: str = "kblab", sudo_password: str = "", single_nic: bool = False) -> None:
     """Bring up the lab: bastion, control planes, workers and an emulated internet."""
     import lab
 
     state = lab.up(control_planes=control_planes, workers=workers, user=user,
-                   sudo_password=sudo_password or None)
+                   sudo_password=sudo_password or None, single_nic=single_nic)
     console.print(f"lab up: {state.nornir_config}")
     console.print(f"next: invoke check --config {os.path.relpath(state.nornir_config)}")
 

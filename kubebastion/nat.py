@@ -7,6 +7,11 @@ so it is unit-tested without a host; ``kubebastion.steps.nat`` only runs the com
 What kubebastion owns on the bastion, and nothing else:
 
 - the nft table ``ip kubebastion_nat`` (one masquerade rule), replaced whole;
+
+A single-NIC bastion (the usual cloud one: one NIC on the private subnet, a 1:1 NAT public
+address in front) has the private interface as its uplink. Then the masquerade and the
+FORWARD rules also require a destination outside the private network, so traffic between
+private hosts that happens to pass through the bastion keeps its source address.
 - the iptables chain ``KUBEBASTION-FWD`` and one jump to it from ``FORWARD``, only when
   FORWARD's policy drops (an accept in our own nft chain cannot override a drop in another
   base chain, such as the one ufw or docker leave behind);
@@ -219,17 +224,23 @@ class NatPlan:
     ip_forward_before: int
     table: str
     files: Mapping[str, tuple[str, int]]
+    single_nic: bool = False  # the uplink carries the private network too
 
     def as_dict(self) -> dict[str, object]:
         return {"uplink": self.uplink, "private_cidr": self.private_cidr,
-                "forward_jump": self.forward_jump}
+                "forward_jump": self.forward_jump, "single_nic": self.single_nic}
 
 
-def choose_uplink(bastion: str, wanted: str | None, state: BastionState,
-                  private_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+def uplink_is_private(uplink: str, state: BastionState,
+                      private_cidr: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Whether the uplink holds an address of the private network: a single-NIC bastion."""
+    return any(iface == uplink and address.ip in private_cidr
+               for iface, address in state.addresses)
+
+
+def choose_uplink(bastion: str, wanted: str | None, state: BastionState) -> str:
     """The inventory's uplink, else the default route's interface; refuse anything that
-    does not exist or that carries the private network itself (masquerading there would
-    rewrite the nodes' traffic to each other)."""
+    does not exist. The private interface is a valid answer (a single-NIC bastion)."""
     known = ", ".join(state.interfaces) or "none"
     if wanted is not None:
         if wanted not in state.interfaces:
@@ -244,25 +255,28 @@ def choose_uplink(bastion: str, wanted: str | None, state: BastionState,
         uplink = state.default_dev
     if not _INTERFACE.match(uplink):
         raise StepError(f"{bastion}: odd uplink interface name {uplink!r}; set data.uplink")
-    for iface, address in state.addresses:
-        if iface == uplink and address.ip in private_cidr:
-            raise StepError(f"{bastion}: uplink {uplink} holds {address}, inside the private "
-                            f"network {private_cidr}: the uplink must be the interface to the "
-                            "internet; set data.uplink on the bastion")
     return uplink
 
 
-def forward_rules(private_cidr: str, uplink: str) -> tuple[str, ...]:
-    """Our FORWARD chain's rules, as ``iptables -S`` prints them after the chain name."""
+def forward_rules(private_cidr: str, uplink: str, single_nic: bool = False) -> tuple[str, ...]:
+    """Our FORWARD chain's rules, as ``iptables -S`` prints them after the chain name.
+    Single-NIC, both directions also say "outside the private network" (the interface is
+    the same one, so the interface alone cannot tell out from in)."""
+    if single_nic:
+        return (
+            f"-s {private_cidr} ! -d {private_cidr} -o {uplink} -j ACCEPT",
+            f"! -s {private_cidr} -d {private_cidr} -i {uplink} -m conntrack --ctstate "
+            "RELATED,ESTABLISHED -j ACCEPT",
+        )
     return (
         f"-s {private_cidr} -o {uplink} -j ACCEPT",
         f"-d {private_cidr} -i {uplink} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
     )
 
 
-def render_table(private_cidr: str, uplink: str) -> str:
+def render_table(private_cidr: str, uplink: str, single_nic: bool = False) -> str:
     return render("nat/table.nft.j2", table=NFT_TABLE, private_cidr=private_cidr,
-                  uplink=uplink, comment=MASQUERADE_COMMENT)
+                  uplink=uplink, comment=MASQUERADE_COMMENT, single_nic=single_nic)
 
 
 def recorded_ip_forward(state: BastionState) -> int | None:
@@ -287,7 +301,8 @@ def plan_nat(cluster: Cluster, state: BastionState) -> NatPlan:
         raise StepError(f"{name}: private_cidr {cluster.private_cidr} is not IPv4; "
                         "kubebastion masquerades IPv4 only")
     cidr = str(cluster.private_cidr)
-    uplink = choose_uplink(name, cluster.bastion.uplink, state, cluster.private_cidr)
+    uplink = choose_uplink(name, cluster.bastion.uplink, state)
+    single_nic = uplink_is_private(uplink, state, cluster.private_cidr)
     # Sticky: once our jump or chain exists we keep managing it, even if FORWARD's policy
     # was switched back (docker, for one, sets DROP again at its next start).
     jump = (state.forward_policy == "DROP" or state.forward_jump
@@ -299,8 +314,9 @@ def plan_nat(cluster: Cluster, state: BastionState) -> NatPlan:
         "private_cidr": cidr, "uplink": uplink, "table": NFT_TABLE,
         "comment": MASQUERADE_COMMENT, "up_script": UP_SCRIPT, "unit_name": UNIT_NAME,
         "sysctl_dropin": SYSCTL_DROPIN, "nft_file": NFT_FILE, "forward_jump": jump,
-        "forward_chain": FORWARD_CHAIN, "forward_rules": forward_rules(cidr, uplink),
-        "ip_forward_before": before,
+        "forward_chain": FORWARD_CHAIN,
+        "forward_rules": forward_rules(cidr, uplink, single_nic),
+        "ip_forward_before": before, "single_nic": single_nic,
     }
     files = {
         STATE_FILE: (render("nat/nat.state.j2", **common), 0o644),
@@ -309,7 +325,8 @@ def plan_nat(cluster: Cluster, state: BastionState) -> NatPlan:
         UP_SCRIPT: (render("nat/nat-up.sh.j2", **common), 0o755),
         UNIT_FILE: (render("nat/kubebastion-nat.service.j2", **common), 0o644),
     }
-    return NatPlan(cidr, uplink, jump, before, render_table(cidr, uplink), files)
+    return NatPlan(cidr, uplink, jump, before, render_table(cidr, uplink, single_nic), files,
+                   single_nic)
 
 
 # --- the difference, as a diff ---------------------------------------------------------------
@@ -363,8 +380,8 @@ def rules_diff(state: BastionState, plan: NatPlan | None) -> str:
     wanted_fwd: list[str] = []
     if plan is not None and plan.forward_jump and state.iptables_present:
         wanted_fwd = _forward_lines(True, (f"-N {FORWARD_CHAIN}", *(
-            f"-A {FORWARD_CHAIN} {rule}" for rule in forward_rules(plan.private_cidr,
-                                                                   plan.uplink))))
+            f"-A {FORWARD_CHAIN} {rule}" for rule in forward_rules(
+                plan.private_cidr, plan.uplink, plan.single_nic))))
     if live_fwd != wanted_fwd:
         parts.append(_unified(live_fwd, wanted_fwd, "live: iptables filter",
                               "wanted: iptables filter"))

@@ -34,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=3)
     p.add_argument("--user", help="lab login user (default: kblab for kbl, else <prefix>lab)")
     p.add_argument(
+        "--single-nic",
+        action="store_true",
+        help="the bastion has one NIC, on the private network, and reaches the emulated "
+        "internet through it (a cloud bastion with a 1:1 NAT public address)",
+    )
+    p.add_argument(
         "--sudo-password-env",
         metavar="VAR",
         help="make sudo require a password, read from this environment variable",
@@ -97,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                 user=args.user,
                 sudo_password=password,
                 state_dir=args.state_dir,
+                single_nic=args.single_nic,
             )
             elapsed = round(time.monotonic() - t0, 3)
             data = {**state.to_json(), "elapsed_seconds": elapsed}

@@ -193,6 +193,7 @@ def up(
     user: str = "kblab",
     sudo_password: str | None = None,
     state_dir: Path = DEFAULT_STATE_DIR,
+    single_nic: bool = False,
 ) -> LabState:
     """Bring the lab up (or leave a healthy one as it is) and return its state.
 
@@ -201,10 +202,15 @@ def up(
     each its own ``state_dir`` and ``user`` (both are refused when another live lab uses
     them). The bastion's operator-side address is ``state.bastion.ssh_address``:
     198.18.0.2 for the default prefix when free, another /30's .2 otherwise.
+
+    ``single_nic=True`` gives the bastion one NIC, on the private network, through which
+    it also reaches the emulated internet (a cloud bastion with a 1:1 NAT public address);
+    see :attr:`lab.topology.Topology.single_nic`.
     """
     validate_prefix(name_prefix)
     with held(operation_lock(name_prefix)):
-        return _up(name_prefix, control_planes, workers, user, sudo_password, state_dir)
+        return _up(name_prefix, control_planes, workers, user, sudo_password, state_dir,
+                   single_nic)
 
 
 def _up(
@@ -214,12 +220,13 @@ def _up(
     user: str,
     sudo_password: str | None,
     state_dir: Path,
+    single_nic: bool = False,
 ) -> LabState:
     started = time.monotonic()
     problems = preflight()
     if problems:
         raise LabError("cannot build the lab here: " + "; ".join(problems))
-    topology = Topology(name_prefix, control_planes, workers)
+    topology = Topology(name_prefix, control_planes, workers, single_nic=single_nic)
     validate_user(user)
     accounts.validate_sudo_password(sudo_password)
     sd = _resolve_state_dir(state_dir)
@@ -242,7 +249,8 @@ def _up(
         existing.control_planes,
         existing.workers,
         existing.user,
-    ) == (name_prefix, control_planes, workers, user):
+        existing.single_nic,
+    ) == (name_prefix, control_planes, workers, user, single_nic):
         repaired = _check_and_repair(existing, sudo_password)
         if repaired is not None:
             log.info("lab %s up (checked) in %.2fs", name_prefix, time.monotonic() - started)
@@ -329,6 +337,7 @@ def _build(
         hosts=host_states,
         inet=inet,
         created_paths=created,
+        single_nic=topology.single_nic,
     )
     write_client_files(state)
     state.save()  # last: lab.json means "fully built"

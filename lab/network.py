@@ -29,12 +29,15 @@ from lab.topology import (
     BASTION_PRIVATE_ADDRESS,
     BASTION_UPLINK_ADDRESS,
     BASTION_UPLINK_IFACE,
+    EDGE_ADDRESS,
+    EDGE_BRIDGE_PORT,
     INET_IFACE,
     INET_UPLINK_ADDRESS,
     INTERNET_HOST_ADDRESS,
     INTERNET_SERVICE_PORT,
     NODE_IFACE,
     OPERATOR_PREFIXLEN,
+    PRIVATE_CIDR,
     PRIVATE_PREFIXLEN,
     UPLINK_PREFIXLEN,
     LabError,
@@ -84,10 +87,13 @@ def build(topology: Topology) -> None:
     bastion = topology.bastion.namespace
     inet = topology.inet_namespace
     root = [f"netns add {ns}" for ns in topology.namespaces]
+    # The emulated internet: on a link of the bastion's own (its uplink), or, single-NIC,
+    # plugged into the private bridge like the nodes (a cloud subnet's router).
+    inet_end = EDGE_BRIDGE_PORT if topology.single_nic else BASTION_UPLINK_IFACE
     root += [
         f"link add name {op} type veth peer name {BASTION_OPERATOR_IFACE} netns {bastion}",
         f"link set dev {op} addrgenmode none",
-        f"link add name {BASTION_UPLINK_IFACE} netns {bastion} type veth "
+        f"link add name {inet_end} netns {bastion} type veth "
         f"peer name {INET_IFACE} netns {inet}",
     ]
     for node in topology.nodes:
@@ -108,22 +114,29 @@ def build(topology: Topology) -> None:
         f"addr add {topology.bastion_operator_address}/{OPERATOR_PREFIXLEN} "
         f"dev {BASTION_OPERATOR_IFACE}",
         f"link set dev {BASTION_OPERATOR_IFACE} up",
-        f"addr add {BASTION_UPLINK_ADDRESS}/{UPLINK_PREFIXLEN} dev {BASTION_UPLINK_IFACE}",
-        f"link set dev {BASTION_UPLINK_IFACE} up",
         f"addr add {BASTION_PRIVATE_ADDRESS}/{PRIVATE_PREFIXLEN} dev {BASTION_BRIDGE_IFACE}",
         f"link set dev {BASTION_BRIDGE_IFACE} up",
     ]
-    for node in topology.nodes:
+    if not topology.single_nic:
         b += [
-            f"link set dev {node.bridge_port} master {BASTION_BRIDGE_IFACE}",
-            f"link set dev {node.bridge_port} up",
+            f"addr add {BASTION_UPLINK_ADDRESS}/{UPLINK_PREFIXLEN} dev {BASTION_UPLINK_IFACE}",
+            f"link set dev {BASTION_UPLINK_IFACE} up",
         ]
-    b.append(f"route add default via {INET_UPLINK_ADDRESS}")
+    for port in [n.bridge_port for n in topology.nodes] + (
+            [EDGE_BRIDGE_PORT] if topology.single_nic else []):
+        b += [
+            f"link set dev {port} master {BASTION_BRIDGE_IFACE}",
+            f"link set dev {port} up",
+        ]
+    gateway = EDGE_ADDRESS if topology.single_nic else INET_UPLINK_ADDRESS
+    b.append(f"route add default via {gateway}")
     jobs.append((bastion, "\n".join(b), True))
+    inet_address = (f"{EDGE_ADDRESS}/{PRIVATE_PREFIXLEN}" if topology.single_nic
+                    else f"{INET_UPLINK_ADDRESS}/{UPLINK_PREFIXLEN}")
     i = [
         "link set dev lo up",
         f"addr add {INTERNET_HOST_ADDRESS}/32 dev lo",
-        f"addr add {INET_UPLINK_ADDRESS}/{UPLINK_PREFIXLEN} dev {INET_IFACE}",
+        f"addr add {inet_address} dev {INET_IFACE}",
         f"link set dev {INET_IFACE} up",
     ]
     jobs.append((inet, "\n".join(i), True))
@@ -153,6 +166,22 @@ def build(topology: Topology) -> None:
 
     with ThreadPoolExecutor(PARALLEL) as pool:
         list(pool.map(configure, jobs))
+    if topology.single_nic:
+        exec_in(inet, ["nft", "-f", "-"], input=edge_ruleset(), check=True)
+
+
+def edge_ruleset() -> str:
+    """What makes the single-NIC lab's internet a cloud edge with 1:1 NAT: only the
+    bastion's address has a public mapping, so packets from any other private address
+    (a node's own, not masqueraded) go nowhere, as on AWS, GCP, Azure or OpenStack for an
+    instance without a public address."""
+    return f"""table ip kubebastion_lab_edge {{
+	chain input {{
+		type filter hook input priority filter; policy accept;
+		ip saddr {PRIVATE_CIDR} ip saddr != {BASTION_PRIVATE_ADDRESS} drop
+	}}
+}}
+"""
 
 
 def teardown(topology_prefix: str, namespaces: list[str]) -> None:

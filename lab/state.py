@@ -90,6 +90,7 @@ class LabState:
     inet: InetServiceState
     created_paths: list[str] = field(default_factory=list)
     version: int = STATE_VERSION
+    single_nic: bool = False  # see lab.topology.Topology
 
     # Paths derived from state_dir (kept as properties so they cannot disagree).
     @property
@@ -132,7 +133,8 @@ class LabState:
 
     @property
     def topology(self) -> Topology:
-        return Topology(self.prefix, self.control_planes, self.workers, self.operator_network)
+        return Topology(self.prefix, self.control_planes, self.workers, self.operator_network,
+                        self.single_nic)
 
     @property
     def bastion(self) -> HostState:
@@ -179,6 +181,7 @@ class LabState:
             inet=InetServiceState(**data["inet"]),
             created_paths=list(data.get("created_paths", [])),
             version=int(data.get("version", STATE_VERSION)),
+            single_nic=bool(data.get("single_nic", False)),
         )
 
     def save(self) -> bool:

@@ -45,6 +45,12 @@ UPLINK_PREFIXLEN = 24
 INET_UPLINK_ADDRESS = "198.18.2.1"
 BASTION_UPLINK_ADDRESS = "198.18.2.2"
 
+# Single-NIC labs (the common cloud bastion: one NIC on the private subnet, a 1:1 NAT public
+# address in front): the emulated internet sits on the private subnet as the subnet's
+# router, at this address, and the bastion's default route points at it.
+EDGE_ADDRESS = "198.18.1.2"
+EDGE_BRIDGE_PORT = "p-inet"
+
 # The emulated internet host and its HTTP echo-source service.
 INTERNET_HOST_ADDRESS = "198.19.0.1"
 INTERNET_SERVICE_PORT = 80
@@ -89,12 +95,15 @@ class HostPlan:
 
 @dataclass(frozen=True)
 class Topology:
-    """The full plan for one lab: derived only from prefix, sizes and the operator /30."""
+    """The full plan for one lab: derived only from prefix, sizes, the operator /30 and
+    whether the bastion has one NIC (``single_nic``: no uplink of its own; the internet is
+    reached through the private network, see EDGE_ADDRESS)."""
 
     prefix: str
     control_planes: int
     workers: int
     operator_network: str = DEFAULT_OPERATOR_NETWORK
+    single_nic: bool = False
 
     def __post_init__(self) -> None:
         validate_sizes(self.prefix, self.control_planes, self.workers)
@@ -119,6 +128,12 @@ class Topology:
     def inet_namespace(self) -> str:
         return f"{self.prefix}-inet"
 
+    @property
+    def egress_address(self) -> str:
+        """The address the emulated internet sees the bastion's (masqueraded) traffic
+        come from: its uplink's, or with one NIC its private address."""
+        return BASTION_PRIVATE_ADDRESS if self.single_nic else BASTION_UPLINK_ADDRESS
+
     def namespace(self, host: str) -> str:
         return f"{self.prefix}-{host}"
 
@@ -129,9 +144,10 @@ class Topology:
             role="bastion",
             namespace=self.namespace("bastion"),
             addresses=(
-                self.bastion_operator_address,
-                BASTION_PRIVATE_ADDRESS,
-                BASTION_UPLINK_ADDRESS,
+                (self.bastion_operator_address, BASTION_PRIVATE_ADDRESS)
+                if self.single_nic
+                else (self.bastion_operator_address, BASTION_PRIVATE_ADDRESS,
+                      BASTION_UPLINK_ADDRESS)
             ),
             ssh_address=self.bastion_operator_address,
             private_address=BASTION_PRIVATE_ADDRESS,

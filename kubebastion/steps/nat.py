@@ -42,18 +42,21 @@ class NatReport:
     uplink: str = ""
     private_cidr: str = ""
     forward_jump: bool = False
+    single_nic: bool = False
 
     @classmethod
     def of(cls, summary: str, plan: NatPlan | None) -> NatReport:
         if plan is None:
             return cls(summary)
-        return cls(summary, plan.uplink, plan.private_cidr, plan.forward_jump)
+        return cls(summary, plan.uplink, plan.private_cidr, plan.forward_jump,
+                   plan.single_nic)
 
     def as_dict(self) -> dict[str, object]:
         if not self.uplink:  # a removal: there is no plan to describe
             return {"summary": self.summary}
         return {"summary": self.summary, "uplink": self.uplink,
-                "private_cidr": self.private_cidr, "forward_jump": self.forward_jump}
+                "private_cidr": self.private_cidr, "forward_jump": self.forward_jump,
+                "single_nic": self.single_nic}
 
     def __str__(self) -> str:
         return self.summary

@@ -50,6 +50,19 @@ URL = "http://198.19.0.1/"
 # --- the plan, as data (no root needed) ------------------------------------------------
 
 
+def test_single_nic_plan_has_no_uplink_and_its_edge_on_the_private_network() -> None:
+    from lab.topology import BASTION_UPLINK_ADDRESS, EDGE_ADDRESS, PRIVATE_CIDR
+
+    two, one = Topology("kbl", 1, MAX_WORKERS), Topology("kbl", 1, MAX_WORKERS, single_nic=True)
+    assert BASTION_UPLINK_ADDRESS in two.bastion.addresses
+    assert one.bastion.addresses == (one.bastion_operator_address, "198.18.1.1")
+    assert (two.egress_address, one.egress_address) == (BASTION_UPLINK_ADDRESS, "198.18.1.1")
+    edge = ipaddress.IPv4Address(EDGE_ADDRESS)
+    assert edge in ipaddress.IPv4Network(PRIVATE_CIDR) and edge in LAB_SPACE
+    taken = {a for h in one.hosts for a in h.addresses}
+    assert EDGE_ADDRESS not in taken  # not a host's, not even in a full-size lab
+
+
 @pytest.mark.parametrize("prefix", ["kbl", "kbt12", "abcdefghij"])
 def test_full_size_plan_stays_in_the_lab_range_with_valid_names(prefix: str) -> None:
     topo = Topology(prefix, 1, 60)

@@ -23,6 +23,7 @@ from kubebastion.nat import (
     BastionState,
     RemoteFile,
     files_diff,
+    forward_rules,
     masquerade_rules,
     parse_state,
     plan_nat,
@@ -201,9 +202,50 @@ def test_no_default_route_and_no_uplink_is_refused(fresh: BastionState) -> None:
         plan_nat(lab_cluster(), replace(fresh, default_dev=None, default_via=None))
 
 
-def test_uplink_inside_the_private_network_is_refused(fresh: BastionState) -> None:
-    with pytest.raises(StepError, match="inside the private network"):
-        plan_nat(lab_cluster(uplink="priv0"), fresh)
+# Captured from the single-NIC lab bastion (lab.up(single_nic=True)): one private NIC,
+# the default route through it to the subnet's router.
+SINGLE_NIC_ADDRESSES = "7: priv0    inet 198.18.1.1/24 scope global priv0\\       valid_lft forever"
+SINGLE_NIC_TABLE = """table ip kubebastion_nat {
+	chain postrouting {
+		type nat hook postrouting priority srcnat; policy accept;
+		ip saddr 198.18.1.0/24 ip daddr != 198.18.1.0/24 oifname "priv0" masquerade comment "kubebastion"
+	}
+}"""  # noqa: E501
+
+
+def single_nic_state(fresh: BastionState) -> BastionState:
+    return replace(fresh, interfaces=("lo", "op0", "priv0"), default_dev="priv0",
+                   default_via="198.18.1.2",
+                   addresses=parse_state(FRESH.replace(
+                       "@@kubebastion addresses\n",
+                       f"@@kubebastion addresses\n{SINGLE_NIC_ADDRESSES}\n")).addresses[:1])
+
+
+def test_single_nic_masquerades_only_what_leaves_the_private_network(
+        fresh: BastionState) -> None:
+    """The uplink is the private interface (a cloud bastion with a 1:1 NAT address):
+    masquerade and FORWARD rules exclude private destinations, so private hosts talking
+    through the bastion keep their addresses."""
+    state = single_nic_state(fresh)
+    plan = plan_nat(lab_cluster(), state)
+    assert (plan.uplink, plan.single_nic, plan.forward_jump) == ("priv0", True, True)
+    assert plan.table.strip() == SINGLE_NIC_TABLE
+    assert plan.as_dict()["single_nic"] is True
+    script = plan.files[UP_SCRIPT][0]
+    assert "iptables -A KUBEBASTION-FWD -s 198.18.1.0/24 ! -d 198.18.1.0/24 -o priv0" in script
+    assert ("iptables -A KUBEBASTION-FWD ! -s 198.18.1.0/24 -d 198.18.1.0/24 -i priv0 -m "
+            "conntrack") in script
+    applied = replace(state, ip_forward=1, table=SINGLE_NIC_TABLE, forward_jump=True,
+                      forward_chain=("-N KUBEBASTION-FWD", *(
+                          f"-A KUBEBASTION-FWD {rule}" for rule in forward_rules(
+                              "198.18.1.0/24", "priv0", single_nic=True))))
+    assert rules_diff(applied, plan) == ""
+    assert masquerade_rules(SINGLE_NIC_TABLE, "198.18.1.0/24")
+
+
+def test_two_nics_keep_the_plain_rule(fresh: BastionState) -> None:
+    plan = plan_nat(lab_cluster(), fresh)
+    assert not plan.single_nic and "daddr" not in plan.table
 
 
 def test_missing_nft_is_refused(fresh: BastionState) -> None:
