@@ -25,6 +25,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import secrets
 import stat
 import threading
@@ -35,6 +36,8 @@ from pathlib import Path
 LOCK_SUFFIX = ".kubebastion.lock"
 BACKUP_INFIX = ".kubebastion-backup-"
 _TEMP_INFIX = ".kubebastion-tmp-"
+
+_BACKUP_STAMP = re.compile(r"\d{8}T\d{6}Z(-\d+)?")
 
 _held = threading.local()
 
@@ -62,6 +65,27 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, backup: bool = True
             os.utime(backup_path, ns=(old[1].st_atime_ns, old[1].st_mtime_ns))
         _replace_with(target, data, mode, temp_for=target)
         return backup_path
+
+
+def prune_backups(path: Path, keep: int) -> list[Path]:
+    """Remove all but the ``keep`` newest of our backups of ``path``: each holds the
+    credentials the file held. Other files beside it (other tools' backups) stay."""
+    target = _resolve(path)
+    prefix = f"{target.name}{BACKUP_INFIX}"
+    ours = [p for p in target.parent.iterdir() if p.name.startswith(prefix)
+            and _BACKUP_STAMP.fullmatch(p.name[len(prefix):]) and p.is_file()
+            and not p.is_symlink()]
+    ours.sort(key=lambda p: _backup_order(p.name[len(prefix):]))
+    removed = ours[:-keep] if keep > 0 else ours
+    for old in removed:
+        old.unlink(missing_ok=True)
+    return removed
+
+
+def _backup_order(stamp: str) -> tuple[str, int]:
+    """``20261127T101500Z-10`` after ``-9``: the counter of writes in one second."""
+    time_part, _, counter = stamp.partition("-")
+    return time_part, int(counter or 0)
 
 
 def touch_private(path: Path) -> None:

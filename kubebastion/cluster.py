@@ -95,6 +95,8 @@ class Cluster:
     api_address: str | None
     egress_targets: tuple[EgressTarget, ...]
     kubespray_vars: Mapping[str, Any]
+    #: How many backups of a kubeconfig we change are kept (each holds admin credentials).
+    kubeconfig_backups: int = 5
 
     @property
     def control_planes(self) -> tuple[Node, ...]:
@@ -209,6 +211,11 @@ def build_cluster(hosts: Iterable[RawHost], cluster_data: Mapping[str, Any]) -> 
     api_address = cluster_data.get("api_address")
     if api_address is not None and not valid_address(api_address):
         problems.append(f"api_address {api_address!r} is not an IP address or DNS name")
+    backups = cluster_data.get("kubeconfig_backups", 5)
+    if isinstance(backups, bool) or not isinstance(backups, int) or backups < 1:
+        problems.append(f"kubeconfig_backups {backups!r} must be a whole number, at least 1 "
+                        "(how many backups of a kubeconfig to keep)")
+        backups = 5
     kubespray_vars = cluster_data.get("kubespray_vars", {}) or {}
     if not isinstance(kubespray_vars, Mapping):
         problems.append("kubespray_vars must be a mapping of kubespray variables")
@@ -231,6 +238,7 @@ def build_cluster(hosts: Iterable[RawHost], cluster_data: Mapping[str, Any]) -> 
         name=str(name), bastion=bastion, nodes=tuple(nodes), etcd=tuple(etcd),
         private_cidr=cidr, api_port=int(api_port), api_address=api_address,
         egress_targets=tuple(egress), kubespray_vars=dict(kubespray_vars),
+        kubeconfig_backups=backups,
     )
 
 

@@ -40,8 +40,8 @@ def outcome_table(title: str, rows: Sequence[HostOutcome], columns: Sequence[str
     table = Table(title=title, title_justify="left")
     table.add_column("host")
     table.add_column("status")
-    for column in columns:
-        table.add_column(column)
+    for column in columns:  # folded, never cut: a backup path is copied from here
+        table.add_column(column, overflow="fold")
     table.add_column("detail", overflow="fold")
     for row in rows:
         style = STATUS_STYLE.get(row.status, "")

@@ -67,6 +67,10 @@ class StepProgress:
                            f"({step.seconds:.1f} s)", highlight=False)
 
 
+#: Backups a step made (data keys of its rows), shown whole under the row's detail.
+_BACKUPS = (("backup", "backup"), ("local_backup", "local backup"))
+
+
 def summary_table(report: DeployReport) -> Table:
     """One row per step and host: status, detail, and the step's duration."""
     table = Table(title=f"deploy {report.cluster}" + (" (dry run)" if report.dry_run else ""),
@@ -85,8 +89,10 @@ def summary_table(report: DeployReport) -> Table:
                 first_line = "(a diff: printed below with --dry-run, in full with --json)"
             part = row.data.get("part")
             label = f"{row.host} ({part})" if isinstance(part, str) and part else row.host
+            lines = [first_line[:160]] + [  # whole: the path is what one copies from here
+                f"{name}: {row.data[key]}" for key, name in _BACKUPS if row.data.get(key)]
             table.add_row("", escape(label), f"[{row_style}]{row.status}[/]", "",
-                          escape(first_line[:160]))
+                          escape("\n".join(lines)))
     return table
 
 

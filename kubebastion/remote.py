@@ -144,9 +144,12 @@ def install_command(tmp: str, path: str, mode: int, owner: str | None, group: st
     return "\n".join(steps)
 
 
+BACKUP_PREFIX = "kubebastion-backup-"
+
+
 def backup_suffix(now: float | None = None) -> str:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
-    return f"kubebastion-backup-{stamp}"
+    return f"{BACKUP_PREFIX}{stamp}"
 
 
 UPLOAD_NAME = ".kubebastion-upload."  # in /tmp: the login user may write nowhere else

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from kubebastion.errors import RemoteCommandError, StepError
-from kubebastion.remote import backup_suffix, quote, read_file, run
+from kubebastion.remote import BACKUP_PREFIX, backup_suffix, quote, read_file, run
 from kubebastion.shell import HostShell
 
 MISSING = "missing"
@@ -26,6 +26,8 @@ CONFLICT_EXIT = 75
 #: Test hook: seconds the committer sleeps before its rename (to kill it mid-write).
 PAUSE_ENV = "KUBEBASTION_TEST_PAUSE_BEFORE_RENAME"
 STAGE_PREFIX = ".config.kubebastion-stage-"
+#: How many of our backups of a kubeconfig are kept (each holds admin credentials).
+DEFAULT_KEEP_BACKUPS = 5
 
 
 #: (current text, its path) -> the text we want there.
@@ -55,9 +57,13 @@ def read_text(shell: HostShell, path: str) -> RemoteText:
 
 
 def commit_script(target: str, staged: str, expected_sha256: str, backup: str,
-                  pause_seconds: float | None = None) -> str:
-    """Under the lock: check, back up, fsync, rename, fsync the directory."""
+                  pause_seconds: float | None = None,
+                  keep_backups: int = DEFAULT_KEEP_BACKUPS) -> str:
+    """Under the lock: check, back up, fsync, rename, fsync the directory, then remove
+    all but the ``keep_backups`` newest of our backups (named ``<target>.kubebastion-
+    backup-<UTC stamp>``: they sort by time; nobody else's files match)."""
     directory = str(PurePosixPath(target).parent)
+    ours = quote(f"{PurePosixPath(target).name}.{BACKUP_PREFIX}[0-9]*Z")
     t, s, d = quote(target), quote(staged), quote(directory)
     lines = [
         "set -e",
@@ -75,6 +81,8 @@ def commit_script(target: str, staged: str, expected_sha256: str, backup: str,
         f"mv -f {s} {t}",
         f"sync {d} 2>/dev/null || true",
         f"find {d} -maxdepth 1 -name '{STAGE_PREFIX}*' -mmin +10 -delete 2>/dev/null || true",
+        f"find {d} -maxdepth 1 -type f -name {ours} -printf '%f\\n' | sort | "
+        f"head -n -{int(keep_backups)} | while IFS= read -r f; do rm -f -- {d}/\"$f\"; done",
         "echo committed",
     ]
     return "\n".join(lines)
@@ -84,7 +92,8 @@ class _Conflict(Exception):
     """The file changed since we read it."""
 
 
-def commit(shell: HostShell, current: RemoteText, new_text: str) -> str | None:
+def commit(shell: HostShell, current: RemoteText, new_text: str,
+           keep_backups: int = DEFAULT_KEEP_BACKUPS) -> str | None:
     """Replace ``current.path`` with ``new_text`` if it still is ``current``; returns the
     backup path (None when there was no previous file)."""
     target = PurePosixPath(current.path)
@@ -95,7 +104,7 @@ def commit(shell: HostShell, current: RemoteText, new_text: str) -> str | None:
     pause = os.environ.get(PAUSE_ENV)
     backup = f"{current.path}.{backup_suffix()}"
     script = commit_script(current.path, staged, current.sha256, backup,
-                           float(pause) if pause else None)
+                           float(pause) if pause else None, keep_backups)
     result = run(shell, script, check=False, display=f"commit {current.path}")
     if result.exit_code == CONFLICT_EXIT:
         raise _Conflict()
@@ -107,7 +116,8 @@ def commit(shell: HostShell, current: RemoteText, new_text: str) -> str | None:
 
 
 def write_merged(shell: HostShell, path: str, merge: MergeFunction, *, dry_run: bool,
-                 attempts: int = 5) -> tuple[bool, str, str, str | None]:
+                 attempts: int = 5, keep_backups: int = DEFAULT_KEEP_BACKUPS
+                 ) -> tuple[bool, str, str, str | None]:
     """Read, merge, commit; retried when another run changed the file meanwhile.
 
     Returns (changed, old text, new text, backup path).
@@ -120,7 +130,7 @@ def write_merged(shell: HostShell, path: str, merge: MergeFunction, *, dry_run: 
         if dry_run:
             return True, current.text, new_text, None
         try:
-            backup = commit(shell, current, new_text)
+            backup = commit(shell, current, new_text, keep_backups)
         except _Conflict:
             continue
         return True, current.text, new_text, backup

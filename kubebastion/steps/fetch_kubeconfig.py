@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nornir.core import Nornir
 from nornir.core.task import Result, Task
 
-from kubebastion.atomic_file import locked, write_atomic
+from kubebastion.atomic_file import locked, prune_backups, write_atomic
 from kubebastion.certs import CertificateSANs, certificate_sans, ensure_address_in_sans
 from kubebastion.cluster import Cluster
 from kubebastion.errors import KubeBastionError, StepError
@@ -46,7 +46,12 @@ from kubebastion.kubespray.health import (
     poll_health,
 )
 from kubebastion.remote import read_file
-from kubebastion.remote_kubeconfig import MergeFunction, kubeconfig_path, write_merged
+from kubebastion.remote_kubeconfig import (
+    DEFAULT_KEEP_BACKUPS,
+    MergeFunction,
+    kubeconfig_path,
+    write_merged,
+)
 from kubebastion.report import FAILED, HostOutcome, describe_exception, outcomes
 from kubebastion.runtime import Run, full_inventory
 from kubebastion.shell import shell_for, shell_for_host
@@ -198,9 +203,10 @@ def tls_name_for_tunnel(sans: CertificateSANs, preferred: str) -> str:
                     "context cannot verify it; add a name to supplementary_addresses_in_ssl_keys")
 
 
-def merge_local(path: Path, incoming: Kubeconfig, switch: bool, dry_run: bool
-                ) -> tuple[bool, str]:
-    """Merge into the operator's own kubeconfig: locked, atomic, backed up."""
+def merge_local(path: Path, incoming: Kubeconfig, switch: bool, dry_run: bool,
+                keep_backups: int = DEFAULT_KEEP_BACKUPS) -> tuple[bool, str]:
+    """Merge into the operator's own kubeconfig: locked, atomic, backed up (the newest
+    ``keep_backups`` of our backups kept)."""
     with locked(path):
         current = path.read_text() if path.exists() else ""
         new = merged_text(incoming, switch)(current, str(path))
@@ -209,6 +215,7 @@ def merge_local(path: Path, incoming: Kubeconfig, switch: bool, dry_run: bool
         if dry_run:
             return True, ""
         backup = write_atomic(path, new.encode(), 0o600, backup=True)
+        prune_backups(path, keep_backups)
         return True, str(backup or "")
 
 
@@ -229,7 +236,8 @@ def fetch_kubeconfig(task: Task, cluster: Cluster, context: str | None = None,
     shell = shell_for(task)
     path = kubeconfig_path(shell)
     changed, old, new, backup = write_merged(shell, path, merged_text(incoming, switch),
-                                             dry_run=task.is_dry_run())
+                                             dry_run=task.is_dry_run(),
+                                             keep_backups=cluster.kubeconfig_backups)
     diff = redacted_diff(old, new, path) if changed else ""
     local_server = local_backup = ""
     if local_path:
@@ -237,7 +245,8 @@ def fetch_kubeconfig(task: Task, cluster: Cluster, context: str | None = None,
         tls_name = tls_name_for_tunnel(sans, cluster.control_planes[0].name)
         local_entry = bastion_entry(admin.text, name, local_server, tls_name)
         local_changed, local_backup = merge_local(Path(local_path).expanduser(), local_entry,
-                                                  switch, task.is_dry_run())
+                                                  switch, task.is_dry_run(),
+                                                  cluster.kubeconfig_backups)
         if local_changed:
             changed = True
             diff += f"\n{local_path}: context {name} -> {local_server} (tls-server-name "\

@@ -150,3 +150,11 @@ def test_explicit_etcd_group_is_used() -> None:
 def test_derive_private_cidr(addresses: list[str], expected: str | None) -> None:
     derived = derive_private_cidr(addresses)
     assert (str(derived) if derived else None) == expected
+
+
+def test_kubeconfig_backups_defaults_to_5_and_must_be_a_positive_whole_number() -> None:
+    assert build_cluster(classic(), {}).kubeconfig_backups == 5
+    assert build_cluster(classic(), {"kubeconfig_backups": 2}).kubeconfig_backups == 2
+    for bad in (0, -1, "3", True):
+        assert any("kubeconfig_backups" in p
+                   for p in problems(classic(), kubeconfig_backups=bad)), bad

@@ -153,3 +153,45 @@ def test_install_script_dry_run_stops_before_writing() -> None:
     assert "install -m 600 -o ubuntu" in real and "mv -f" in real
     assert parse_install_output("path=/h/.kube/config\nstate=changed\n") == {
         "path": "/h/.kube/config", "state": "changed"}
+
+
+OTHERS = ("config.bak", "config.kubebastion-backup-notes.txt", "config.backup-20200101",
+          "other.kubebastion-backup-20200101T000000Z")
+
+
+def test_the_bastion_commit_keeps_the_newest_backups_of_ours_only(tmp_path: Path) -> None:
+    """Each changing run leaves a backup holding admin credentials: the newest N stay."""
+    target = tmp_path / "config"
+    target.write_text("v0")
+    for name in OTHERS:
+        (tmp_path / name).write_text("not ours")
+    for n in range(1, 8):
+        staged = tmp_path / f".config.kubebastion-stage-{n}"
+        staged.write_text(f"v{n}")
+        backup = f"{target}.kubebastion-backup-2026112{n}T000000Z"
+        script = commit_script(str(target), str(staged), sha(f"v{n - 1}"), backup,
+                               keep_backups=3)
+        done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name != ".config.kubebastion.lock")
+    assert left == sorted(["config", *OTHERS, *(f"config.kubebastion-backup-2026112{n}T000000Z"
+                                                for n in (5, 6, 7))])
+    assert (tmp_path / "config.kubebastion-backup-20261127T000000Z").read_text() == "v6"
+
+
+def test_merge_local_keeps_the_newest_backups_of_ours_only(tmp_path: Path) -> None:
+    path = tmp_path / "config"
+    path.write_text((CASES / "existing_multi.yaml").read_text())
+    for name in OTHERS:
+        (tmp_path / name).write_text("not ours")
+    old = [tmp_path / f"config.kubebastion-backup-2026010{n}T000000Z" for n in range(1, 5)]
+    for backup in old:
+        backup.write_text("old")
+    entry = bastion_entry(ADMIN_V230, "lab", "https://127.0.0.1:16443", "localhost")
+    changed, backup = merge_local(path, entry, False, dry_run=False, keep_backups=2)
+    assert changed
+    ours = sorted(p for p in tmp_path.iterdir() if ".kubebastion-backup-2" in p.name
+                  and p.name.startswith("config."))
+    assert ours == [old[-1], Path(backup)]
+    assert all((tmp_path / name).exists() for name in OTHERS)
