@@ -292,11 +292,9 @@ def recorded_ip_forward(state: BastionState) -> int | None:
 
 
 def plan_nat(cluster: Cluster, state: BastionState) -> NatPlan:
-    """What the bastion must hold; raises StepError (before any change) on bad input."""
+    """What the bastion must hold; raises StepError (before any change) on bad input.
+    A missing ``nft`` is not bad input: the step installs it (``kubebastion.packages``)."""
     name = cluster.bastion.name
-    if not state.nft_present:
-        raise StepError(f"{name}: nft is not installed on the bastion "
-                        "(apt-get install nftables), kubebastion's NAT rules need it")
     if cluster.private_cidr.version != 4:
         raise StepError(f"{name}: private_cidr {cluster.private_cidr} is not IPv4; "
                         "kubebastion masquerades IPv4 only")

@@ -3,7 +3,9 @@
 Read the bastion in one command, plan from the inventory, diff, then change only what
 differs: files through ``remote.write_file`` (atomic, idempotent), rules by running the
 same script the boot-time unit runs, so "what `invoke nat` did" and "what a reboot
-restores" cannot drift apart. Bad input (unknown uplink, no nft) fails before any change.
+restores" cannot drift apart. Bad input (unknown uplink) fails before any change. A
+bastion without ``nft`` gets ``nftables`` from its package manager first when it can reach
+a package source; an offline one fails before any change, saying what to do by hand.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from dataclasses import dataclass
 from nornir.core.task import Result, Task
 
 from kubebastion import remote
-from kubebastion.cluster import Cluster
+from kubebastion.cluster import Cluster, EgressTarget
+from kubebastion.egress import egress_probe_command, parse_egress_output
 from kubebastion.errors import StepError
 from kubebastion.nat import (
     MANAGED_FILES,
@@ -28,6 +31,13 @@ from kubebastion.nat import (
     remove_command,
     rules_diff,
     state_command,
+)
+from kubebastion.packages import (
+    InstallPlan,
+    facts_command,
+    parse_facts,
+    plan_install,
+    probe_targets,
 )
 from kubebastion.report import HostOutcome, outcomes
 from kubebastion.runtime import Run
@@ -68,6 +78,32 @@ def read_state(shell: HostShell) -> BastionState:
     return parse_state(result.stdout)
 
 
+def plan_nft_install(host: str, shell: HostShell) -> InstallPlan:
+    """How ``nftables`` gets onto a bastion without ``nft``: its package manager, if a
+    package source answers (probed from the bastion); else StepError, before any change."""
+    facts = parse_facts(remote.run(shell, facts_command(), timeout=60,
+                                   display="read the bastion's package sources").stdout)
+    targets: tuple[EgressTarget, ...] = ()
+    if facts.manager is not None and not facts.local_source:
+        targets = probe_targets(facts)
+    reached: list[tuple[EgressTarget, str]] = []
+    if targets:
+        output = remote.run(shell, egress_probe_command(targets), timeout=60,
+                            display="probe the bastion's package mirrors")
+        probes = parse_egress_output(output.stdout, targets).probes
+        reached = [(t, "" if p.ok else p.error or "failed")
+                   for t, p in zip(targets, probes, strict=True)]
+    return plan_install(host, facts, reached)
+
+
+def install_nft(shell: HostShell, install: InstallPlan) -> None:
+    remote.run(shell, install.command, sudo=True, timeout=900,
+               display=f"{install.manager} install {install.package}")
+    if not read_state(shell).nft_present:
+        raise StepError(f"{shell.name}: {install.manager} installed {install.package} but "
+                        "nft is still not found on the bastion's PATH")
+
+
 def configure_nat(task: Task, cluster: Cluster, remove: bool = False) -> Result:
     """Make (or with ``remove``, unmake) the task's host, the bastion, the private
     network's NAT gateway; honours Nornir's dry-run flag."""
@@ -78,16 +114,19 @@ def configure_nat(task: Task, cluster: Cluster, remove: bool = False) -> Result:
     state = read_state(shell)
     if remove:
         return _remove(task, shell, state)
+    install = None if state.nft_present else plan_nft_install(task.host.name, shell)
     plan = plan_nat(cluster, state)
     files = files_diff(state, plan)
     rules = rules_diff(state, plan)
-    diff = files + rules
+    diff = (install.diff() if install else "") + files + rules
     if not diff:
         return Result(host=task.host, changed=False, diff="",
                       result=NatReport.of("no change: NAT already in place", plan))
     if task.is_dry_run():
         return Result(host=task.host, changed=True, diff=diff,
                       result=NatReport.of("dry run: would change (see diff)", plan))
+    if install is not None:
+        install_nft(shell, install)
     for path in MANAGED_FILES:
         text, mode = plan.files[path]
         remote.write_file(shell, path, text.encode(), mode=mode, sudo=True)
@@ -101,8 +140,9 @@ def configure_nat(task: Task, cluster: Cluster, remove: bool = False) -> Result:
     if left:
         raise StepError(f"{task.host.name}: NAT was applied but the live state still "
                         f"differs from the wanted one:\n{left}")
-    return Result(host=task.host, changed=True, diff=diff,
-                  result=NatReport.of("changed: NAT configured", plan))
+    summary = "changed: nftables installed, NAT configured" if install else (
+        "changed: NAT configured")
+    return Result(host=task.host, changed=True, diff=diff, result=NatReport.of(summary, plan))
 
 
 def _remove(task: Task, shell: HostShell, state: BastionState) -> Result:
