@@ -130,6 +130,8 @@ def test_install_commands() -> None:
                           "install -y --no-install-recommends nftables || ")
     assert "apt-get -o DPkg::Lock::Timeout=300 -q update && " in apt  # fresh images: no lists
     assert install_command("dnf") == "dnf install -y nftables"
+    for manager in ("apt-get", "dnf"):  # what sudo's `/bin/sh -c` will parse
+        subprocess.run(["sh", "-n", "-c", install_command(manager)], check=True, timeout=10)
     with pytest.raises(ValueError, match="zypper"):
         install_command("zypper")
 
