@@ -4,7 +4,8 @@ validate (already done by ``build_run``) -> preflight -> NAT -> egress check -> 
 -> admin.conf -> fetch-kubeconfig (which waits for every node Ready). The egress check
 is a gate: a kubespray run that would fail at its downloads half an hour later helps
 nobody. Every step is idempotent, so a rerun after a failure resumes where it stopped:
-finished steps report ``changed=False`` and kubespray skips a healthy cluster.
+finished steps report ``changed=False``, and kubespray's playbook is skipped when its last
+successful run was made from exactly the desired state and the cluster is healthy.
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ def _kubespray_step(run: Run, options: DeployOptions,
         extra["playbook"] = report.playbook.as_dict()
     if report.health is not None:
         extra["health"] = report.health.as_dict()
+    if report.reasons:
+        extra["reasons"] = list(report.reasons)
     return StepReport(KUBESPRAY, "", rows=report.rows, extra=extra)
 
 

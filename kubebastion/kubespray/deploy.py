@@ -18,6 +18,7 @@ from nornir.core.task import Result as NornirResult
 from nornir.plugins.runners import SerialRunner
 
 from kubebastion.errors import ConfigError
+from kubebastion.kubespray import applied
 from kubebastion.kubespray.health import ClusterHealth, cluster_health, poll_health
 from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent
 from kubebastion.kubespray.settings import KubespraySettings, settings_from
@@ -29,6 +30,7 @@ from kubebastion.steps.kubespray import (
     authorize_bastion_key,
     operator_known_hosts_files,
     prepare_kubespray,
+    record_applied,
     run_kubespray_playbook,
 )
 
@@ -40,6 +42,8 @@ class KubesprayReport:
     rows: list[HostOutcome] = field(default_factory=list)
     playbook: PlaybookOutcome | None = None
     health: ClusterHealth | None = None
+    #: Why the playbook runs; empty when it was skipped.
+    reasons: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -53,6 +57,7 @@ class KubesprayReport:
         return {"failed": self.failed, "changed": self.changed,
                 "rows": [r.as_dict() for r in self.rows],
                 "playbook": self.playbook.as_dict() if self.playbook else None,
+                "reasons": list(self.reasons),
                 "health": self.health.as_dict() if self.health else None}
 
 
@@ -82,6 +87,14 @@ def _rows(results: AggregatedResult, part: str | None = None) -> list[HostOutcom
     return rows
 
 
+def _with_reasons(row: HostOutcome, reasons: list[str]) -> HostOutcome:
+    """The playbook row, saying why it ran (or would run)."""
+    if not reasons or row.status == FAILED:
+        return row
+    return HostOutcome(row.host, row.status, f"{row.detail} (because "
+                       f"{'; '.join(reasons)})", row.data)
+
+
 def health_row(health: ClusterHealth) -> HostOutcome:
     """Before the playbook the check only decides; "not up" is not a failure."""
     detail = health.detail if health.healthy else f"not up yet: {health.detail}"
@@ -106,6 +119,8 @@ def deploy_kubespray(run: Run, settings: KubespraySettings, *,
         return report
     facts = prepared[bastion][0].result["facts"]
     key: BastionKey = prepared[bastion][0].result["key"]
+    desired: dict[str, str] = prepared[bastion][0].result["desired"]
+    report.reasons = applied.reasons_to_run(prepared[bastion][0].result["recorded"], desired)
 
     authorized = nornir.filter(filter_func=lambda h: h.name in node_names).run(
         task=authorize_bastion_key, name=AUTHORIZE, public_key=key.public_key)
@@ -115,9 +130,14 @@ def deploy_kubespray(run: Run, settings: KubespraySettings, *,
 
     report.health = cluster_health(nornir, cluster)
     report.rows.append(health_row(report.health))
-    if report.health.healthy and not settings.force:
-        report.rows.append(HostOutcome(bastion, OK, "skipped: the cluster is already up and "
-                                       "healthy (--force runs it anyway)", {"part": PLAYBOOK}))
+    if not report.health.healthy:
+        report.reasons.append(f"the cluster is not healthy ({report.health.detail})")
+    if settings.force:
+        report.reasons.append("--force")
+    if not report.reasons:
+        report.rows.append(HostOutcome(
+            bastion, OK, "skipped: the last successful run was made from this exact state "
+            "and the cluster is healthy (--force runs it anyway)", {"part": PLAYBOOK}))
         return report
 
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -129,9 +149,18 @@ def deploy_kubespray(run: Run, settings: KubespraySettings, *,
     result = played[bastion][0]
     if isinstance(result.result, PlaybookOutcome):
         report.playbook = result.result
-    report.rows += _rows(played, PLAYBOOK)
+    report.rows += [_with_reasons(row, report.reasons) for row in _rows(played, PLAYBOOK)]
     if played.failed or dry_run:
         return report
+    if report.playbook is not None and applied.complete_success(
+            report.playbook, [n.name for n in cluster.nodes]):
+        recorded = nornir.filter(name=bastion).run(
+            task=record_applied, name="record the run", settings=settings, cluster=cluster,
+            facts=facts, desired=desired)
+        if recorded.failed:  # not this run's failure: the next run will just play again
+            report.rows.append(HostOutcome(bastion, OK, "could not record this successful "
+                                           "run; the next run will play again",
+                                           {"part": PLAYBOOK}))
 
     report.health = poll_health(lambda: cluster_health(run.nornir, run.cluster),
                                 settings.ready_timeout)

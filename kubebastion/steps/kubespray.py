@@ -22,6 +22,7 @@ from kubebastion.cluster import Cluster
 from kubebastion.connection import CONNECTION_NAME
 from kubebastion.errors import RemoteCommandError, StepError
 from kubebastion.hostkeys import load_known_hosts
+from kubebastion.kubespray import applied
 from kubebastion.kubespray import playbook as pb
 from kubebastion.kubespray import source as src
 from kubebastion.kubespray import venv as venvs
@@ -77,6 +78,7 @@ def ensure_kubespray_source(task: Task, settings: KubespraySettings,
     exists, current = src.parse_marker_output(run(shell, src.marker_command(checkout)).stdout)
     if current == wanted:
         return Result(host=task.host, result={"version": wanted.label,
+                                              "identity": wanted.identity,
                                               "summary": f"{wanted.label} already there"})
     source = settings.source
     if isinstance(source, GitSource):
@@ -108,7 +110,8 @@ def ensure_kubespray_source(task: Task, settings: KubespraySettings,
                 timeout=_UPLOAD_TIMEOUT, display=f"unpack kubespray into {checkout}")
         finally:
             run(shell, f"rm -f {quote(archive)}", check=False)
-    return Result(host=task.host, changed=True, result={"version": wanted.label},
+    return Result(host=task.host, changed=True,
+                  result={"version": wanted.label, "identity": wanted.identity},
                   diff=action.replace("git clone", "cloned", 1).replace("upload ", "uploaded ", 1))
 
 
@@ -136,7 +139,7 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
     wanted = hashlib.sha256(requirements).hexdigest()
     if state.built_from == wanted and state.has_ansible:
         return Result(host=task.host, result={
-            "requirements": wanted[:12],
+            "requirements": wanted[:12], "requirements_sha256": wanted,
             "summary": f"built from these requirements (sha256 {wanted[:12]})"})
     venvs.check_replaceable(state, layout.venv)
     origin = (f"the wheelhouse {settings.wheelhouse}" if settings.wheelhouse else "PyPI")
@@ -153,7 +156,8 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
     if not result.ok:
         raise StepError(f"{task.host.name}: building {layout.venv} failed: "
                         f"{venvs.explain_build_failure(result.stderr + result.stdout)}")
-    return Result(host=task.host, changed=True, result={"requirements": wanted[:12]},
+    return Result(host=task.host, changed=True,
+                  result={"requirements": wanted[:12], "requirements_sha256": wanted},
                   diff=f"built {layout.venv} from {origin}")
 
 
@@ -237,15 +241,25 @@ def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
     """Everything the playbook needs on the bastion, one sub-result per part.
     ``operator_known_hosts``: see ``operator_known_hosts_files``."""
     facts: BastionFacts = task.run(task=gather_bastion_facts, name="facts").result
-    task.run(task=ensure_kubespray_source, name=SOURCE, settings=settings, facts=facts)
-    task.run(task=ensure_kubespray_venv, name=VENV, settings=settings, facts=facts)
+    source = task.run(task=ensure_kubespray_source, name=SOURCE, settings=settings,
+                      facts=facts)[0].result
+    venv = task.run(task=ensure_kubespray_venv, name=VENV, settings=settings,
+                    facts=facts)[0].result or {}
     task.run(task=ensure_kubespray_inventory, name=INVENTORY, settings=settings, facts=facts,
              cluster=cluster)
     key: BastionKey = task.run(task=ensure_bastion_ssh_key, name=SSH_KEY, facts=facts,
                                comment=f"kubebastion@{cluster.bastion.name}").result["key"]
     task.run(task=ensure_node_host_keys, name=KNOWN_HOSTS, settings=settings, facts=facts,
              cluster=cluster, operator_known_hosts=operator_known_hosts)
-    return Result(host=task.host, result={"facts": facts, "key": key})
+    layout = RemoteLayout.of(settings, facts.home)
+    desired = applied.desired_state(
+        source_identity=(source or {}).get("identity", ""),
+        requirements_sha256=venv.get("requirements_sha256", ""),
+        inventory=render_kubespray_inventory(cluster), checkout=layout.checkout)
+    recorded = applied.parse_record(read_file(
+        shell_for(task), applied.record_path(layout.logs, cluster.name)))
+    return Result(host=task.host, result={"facts": facts, "key": key, "desired": desired,
+                                          "recorded": recorded})
 
 
 def authorize_bastion_key(task: Task, public_key: str | None) -> Result:
@@ -275,6 +289,8 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
     shown = pb.display_command(cluster.name, layout.venv, layout.checkout)
     if task.is_dry_run():
         return Result(host=task.host, changed=True, diff=f"would run: {shown}")
+    # From here on the last successful run no longer describes the cluster (see applied).
+    run(shell, applied.clear_command(applied.record_path(layout.logs, cluster.name)))
     local_log = settings.log_dir / f"kubespray-{stamp}.log"
     local_log.parent.mkdir(parents=True, exist_ok=True)
     touch_private(local_log)
@@ -315,6 +331,14 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
                                      f"{paths.log} (bastion), {local_log}", settings.timeout)
         return Result(host=task.host, changed=True, failed=True, result=outcome, diff=detail)
     return Result(host=task.host, changed=True, result=outcome, diff=outcome.recap_line())
+
+
+def record_applied(task: Task, settings: KubespraySettings, cluster: Cluster,
+                   facts: BastionFacts, desired: Mapping[str, str]) -> Result:
+    """After a complete successful run: what it was made from, written atomically."""
+    path = applied.record_path(RemoteLayout.of(settings, facts.home).logs, cluster.name)
+    write_file(shell_for(task), path, applied.record_text(desired).encode(), mode=0o644)
+    return Result(host=task.host, result=path)
 
 
 def _copy_log(shell: HostShell, remote: str, local: Path) -> None:

@@ -2,7 +2,7 @@
 kubeconfig on the bastion (and through a tunnel on the operator), with real kubectl.
 
 Runs after the kubespray stand-in has deployed (the module fixture deploys if needed;
-kubespray skips when the cluster is already healthy).
+kubespray skips when nothing changed since its last successful run and the cluster is healthy).
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ from nornir.core.task import Result as NornirResult
 
 import lab
 from kubebastion import secrets as kb_secrets
+from kubebastion.certs import certificate_sans
+from kubebastion.kubespray import applied
 from kubebastion.kubespray.deploy import deploy_kubespray, settings_for
 from kubebastion.kubespray.health import cluster_health
 from kubebastion.kubespray.layout import RemoteLayout
@@ -229,32 +231,6 @@ def run_playbook_task(config: Path, stamp: str,
         run.close()
 
 
-def test_the_sudo_password_reaches_ansible_only_as_a_file(
-        first_run: Invocation, lab_env: lab.LabState, config: Path) -> None:
-    """The playbook task with a sudo password set (the lab's sudo does not need it, so the
-    run succeeds either way): never in the script, the log or the output; the 0600 file is
-    gone afterwards. The logs folder, made anew by this run, is 0700 (the password file's
-    name must not be listable)."""
-    logs = f"/home/{lab_env.user}/kubebastion-logs"
-    assert as_root(lab_env, "bastion", f"rm -rf {logs}").returncode == 0
-    kb_secrets.set_sudo_password(SUDO_PASSWORD)
-    lines: list[str] = []
-    try:
-        result = run_playbook_task(config, "password-test", on_line=lines.append)
-    finally:
-        kb_secrets.set_sudo_password(None)
-    assert not result.failed, result.diff
-    outcome = result.result
-    remote = as_root(lab_env, "bastion", f"cat {outcome.remote_log}").stdout
-    assert "PLAY RECAP" in remote
-    for text in (remote, Path(outcome.local_log).read_text(), "\n".join(lines)):
-        assert SUDO_PASSWORD not in text
-    leftovers = as_root(lab_env, "bastion", f"ls -a {logs}").stdout.split()
-    assert not [name for name in leftovers if name.startswith(".become")]
-    assert as_root(lab_env, "bastion", f"stat -c %a {logs}").stdout.strip() == "700"
-    assert oct(Path(outcome.local_log).stat().st_mode & 0o777) == "0o600"
-
-
 def test_rendered_inventory_is_accepted_by_ansible_inventory(first_run: Invocation,
                                                              lab_env: lab.LabState) -> None:
     home = f"/home/{lab_env.user}"
@@ -284,9 +260,76 @@ def test_second_run_changes_nothing_and_skips_the_playbook(first_run: Invocation
     assert second.document["changed"] is False
     assert all(r["status"] == "ok" for r in second.document["rows"]), second.document["rows"]
     playbook_row, = second.rows("playbook")
-    assert playbook_row["detail"].startswith("skipped: the cluster is already up")
-    assert second.document["playbook"] is None
+    assert playbook_row["detail"].startswith(
+        "skipped: the last successful run was made from this exact state")
+    assert second.document["playbook"] is None and second.document["reasons"] == []
     assert second.seconds < 20
+
+
+def test_the_sudo_password_reaches_ansible_only_as_a_file(
+        first_run: Invocation, lab_env: lab.LabState, config: Path) -> None:
+    """The playbook task with a sudo password set (the lab's sudo does not need it, so the
+    run succeeds either way): never in the script, the log or the output; the 0600 file is
+    gone afterwards. The logs folder, made anew by this run, is 0700 (the password file's
+    name must not be listable)."""
+    logs = f"/home/{lab_env.user}/kubebastion-logs"
+    assert as_root(lab_env, "bastion", f"rm -rf {logs}").returncode == 0
+    kb_secrets.set_sudo_password(SUDO_PASSWORD)
+    lines: list[str] = []
+    try:
+        result = run_playbook_task(config, "password-test", on_line=lines.append)
+    finally:
+        kb_secrets.set_sudo_password(None)
+    assert not result.failed, result.diff
+    outcome = result.result
+    remote = as_root(lab_env, "bastion", f"cat {outcome.remote_log}").stdout
+    assert "PLAY RECAP" in remote
+    for text in (remote, Path(outcome.local_log).read_text(), "\n".join(lines)):
+        assert SUDO_PASSWORD not in text
+    leftovers = as_root(lab_env, "bastion", f"ls -a {logs}").stdout.split()
+    assert not [name for name in leftovers if name.startswith(".become")]
+    assert as_root(lab_env, "bastion", f"stat -c %a {logs}").stdout.strip() == "700"
+    assert oct(Path(outcome.local_log).stat().st_mode & 0o777) == "0o600"
+
+
+def played_because(invocation: Invocation) -> list[str]:
+    """The reasons the playbook ran, checking that it did run, to the end."""
+    assert invocation.code == 0, invocation.document
+    assert invocation.document["playbook"] is not None, invocation.document["rows"]
+    assert invocation.document["playbook"]["exit_code"] == 0
+    row, = invocation.rows("playbook")
+    assert row["status"] == "changed" and "(because " in row["detail"], row
+    reasons: list[str] = invocation.document["reasons"]
+    return reasons
+
+
+def test_changed_kubespray_vars_run_the_playbook_again(
+        first_run: Invocation, lab_env: lab.LabState, config: Path, tmp_path: Path) -> None:
+    """A healthy cluster is not "nothing to do": changed vars run the playbook (once)."""
+    # a recorded state to change from (the playbook task run alone above left none)
+    assert invoke_kubespray(config).code == 0
+    changed = write_config(lab_env, tmp_path, kubespray_vars={
+        "supplementary_addresses_in_ssl_keys": ["kbb-api.example.test"]})
+    assert played_because(invoke_kubespray(changed)) == [
+        "kubespray_vars changed since the last successful run"]
+    # fetch-kubeconfig's advice for an x509 error works as written: the SAN is there now
+    cp = next(n for n in lab_env.nodes if n.role == "control_plane")
+    pem = as_root(lab_env, cp.name, "cat /etc/kubernetes/pki/apiserver.crt").stdout.encode()
+    assert "kbb-api.example.test" in certificate_sans(pem).dns_names
+    again = invoke_kubespray(changed)
+    assert again.code == 0 and again.document["playbook"] is None, again.document
+    assert played_because(invoke_kubespray(config)) == [
+        "kubespray_vars changed since the last successful run"]
+
+
+def test_a_timed_out_run_is_not_a_successful_one(first_run: Invocation,
+                                                 config: Path) -> None:
+    """Same inventory, same vars: a run stopped by the timeout still leaves the next run
+    something to do (the healthy cluster proves nothing about the steps it missed)."""
+    stopped = invoke_kubespray(config, "--force", "--timeout", "1")
+    assert stopped.code == 1 and stopped.document["playbook"]["exit_code"] in (124, 137), (
+        stopped.document)
+    assert played_because(invoke_kubespray(config)) == [applied.NO_RECORD]
 
 
 def test_dry_run_shows_the_inventory_diff_and_commands_and_changes_nothing(
@@ -321,10 +364,12 @@ def test_failing_playbook_names_host_and_task_and_keeps_the_log(
     assert Path(playbook["local_log"]).is_file()
     assert playbook["remote_log"] in row["detail"]
     assert as_root(lab_env, "bastion", f"test -s {playbook['remote_log']}").returncode == 0
-    # the next normal run puts the inventory back (and the healthy cluster is left alone)
+    # the next normal run puts the inventory back and, the last run having failed, plays
+    # again (the cluster looked healthy all along: it was up before the failed run)
     restored = invoke_kubespray(config)
     assert restored.code == 0, restored.document
     assert restored.rows("inventory")[0]["status"] == "changed"
+    assert played_because(restored) == [applied.NO_RECORD]
 
 
 def test_ansible_refuses_a_node_whose_host_key_is_not_the_verified_one(
