@@ -82,6 +82,12 @@ def test_dry_run_on_a_fresh_lab_changes_nothing(fresh: lab.LabState, config: Pat
     steps = {s["name"]: s for s in report["steps"]}
     assert steps["nat"]["status"] == "changed"  # it says what it would do ...
     assert steps["kubespray"]["status"] == "changed"
+    # every row the real run changes is listed, the nodes' authorized_keys included
+    authorized = {r["host"]: r for r in steps["kubespray"]["hosts"]
+                  if r.get("data", {}).get("part") == "authorized_keys"}
+    assert set(authorized) == {n.name for n in fresh.nodes}, steps["kubespray"]["hosts"]
+    assert all(r["status"] == "changed" and "would authorize" in r["detail"]
+               for r in authorized.values()), authorized
     assert {h: host_fingerprint(fresh, h) for h in hosts} == before  # ... and does nothing
 
 
