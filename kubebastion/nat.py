@@ -43,7 +43,8 @@ NFT_FILE = "/etc/kubebastion/nat.nft"
 UP_SCRIPT = "/etc/kubebastion/nat-up.sh"
 STATE_FILE = "/etc/kubebastion/nat.state"
 UNIT_FILE = f"/etc/systemd/system/{UNIT_NAME}"
-WANTS_LINK = f"/etc/systemd/system/multi-user.target.wants/{UNIT_NAME}"
+WANTS_DIR = "/etc/systemd/system/multi-user.target.wants"
+WANTS_LINK = f"{WANTS_DIR}/{UNIT_NAME}"
 
 #: Written in this order; the unit last, so it never points at a missing script.
 MANAGED_FILES = (STATE_FILE, SYSCTL_DROPIN, NFT_FILE, UP_SCRIPT, UNIT_FILE)
@@ -83,6 +84,7 @@ class BastionState:
     wants_link: str | None  # the symlink's target, None when absent
     files: Mapping[str, RemoteFile | None] = field(default_factory=dict)
     dmi: Mapping[str, str] = field(default_factory=dict)  # see kubebastion.cloud
+    wants_dir: bool = True  # WANTS_DIR exists (output without the section: assume so)
 
 
 def state_command(files: Sequence[str] = MANAGED_FILES) -> str:
@@ -103,6 +105,7 @@ def state_command(files: Sequence[str] = MANAGED_FILES) -> str:
         f"else echo {quote(_MISSING)}; fi",
         "mark systemd; if [ -d /run/systemd/system ]; then echo present; fi",
         f"mark wants_link; readlink {quote(WANTS_LINK)} 2>/dev/null || true",
+        f"mark wants_dir; if [ -d {quote(WANTS_DIR)} ]; then echo present; fi",
         f"mark dmi; {dmi_command()}",
     ]
     for path in files:
@@ -201,6 +204,7 @@ def parse_state(stdout: str) -> BastionState:
         wants_link=sections.get("wants_link", "").strip() or None,
         files=files,
         dmi=parse_dmi(sections.get("dmi", "")),
+        wants_dir=sections.get("wants_dir", "present").strip() == "present",
     )
 
 
@@ -279,16 +283,27 @@ def render_table(private_cidr: str, uplink: str, single_nic: bool = False) -> st
                   uplink=uplink, comment=MASQUERADE_COMMENT, single_nic=single_nic)
 
 
-def recorded_ip_forward(state: BastionState) -> int | None:
-    """ip_forward as it was before our first run, from our state file."""
+def _recorded(state: BastionState, key: str) -> int | None:
+    """A number our state file recorded on our first run (how the bastion was before)."""
     found = state.files.get(STATE_FILE)
     if found is None:
         return None
     for line in found.content.splitlines():
-        key, _, value = line.partition("=")
-        if key.strip() == "ip_forward_before" and value.strip().isdigit():
+        name, _, value = line.partition("=")
+        if name.strip() == key and value.strip().isdigit():
             return int(value.strip())
     return None
+
+
+def recorded_ip_forward(state: BastionState) -> int | None:
+    """ip_forward as it was before our first run, from our state file."""
+    return _recorded(state, "ip_forward_before")
+
+
+def recorded_wants_dir_created(state: BastionState) -> bool:
+    """Whether our first run created WANTS_DIR (``--remove`` then removes it if empty);
+    unknown (a state file older than this record) counts as no."""
+    return _recorded(state, "wants_dir_created") == 1
 
 
 def plan_nat(cluster: Cluster, state: BastionState) -> NatPlan:
@@ -308,6 +323,9 @@ def plan_nat(cluster: Cluster, state: BastionState) -> NatPlan:
     before = recorded_ip_forward(state)
     if before is None:
         before = state.ip_forward if state.ip_forward is not None else 0
+    # Sticky as well: recorded when the state file is first written (before enabling).
+    wants_dir_created = (recorded_wants_dir_created(state) if STATE_FILE in state.files
+                         and state.files[STATE_FILE] is not None else not state.wants_dir)
     common: dict[str, object] = {
         "private_cidr": cidr, "uplink": uplink, "table": NFT_TABLE,
         "comment": MASQUERADE_COMMENT, "up_script": UP_SCRIPT, "unit_name": UNIT_NAME,
@@ -315,6 +333,7 @@ def plan_nat(cluster: Cluster, state: BastionState) -> NatPlan:
         "forward_chain": FORWARD_CHAIN,
         "forward_rules": forward_rules(cidr, uplink, single_nic),
         "ip_forward_before": before, "single_nic": single_nic,
+        "wants_dir_created": int(wants_dir_created),
     }
     files = {
         STATE_FILE: (render("nat/nat.state.j2", **common), 0o644),
@@ -437,6 +456,11 @@ def remove_command(state: BastionState) -> str:
         steps.append("sysctl -q -w net.ipv4.ip_forward=0")
     paths = [WANTS_LINK, *reversed(MANAGED_FILES)]
     steps.append("rm -f " + " ".join(quote(p) for p in paths))
+    # Folders: ours by name, or WANTS_DIR when our first run made it; only if empty.
+    folders = [STATE_FILE.rsplit("/", 1)[0]]
+    if recorded_wants_dir_created(state):
+        folders.append(WANTS_DIR)
+    steps += [f"rmdir {quote(f)} 2>/dev/null || true" for f in folders]
     if state.systemd:
         steps.append("systemctl daemon-reload")
     return "\n".join(steps)

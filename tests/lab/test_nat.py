@@ -106,12 +106,12 @@ def ruleset(state: lab.LabState) -> str:
 
 def snapshot(state: lab.LabState) -> dict[str, str]:
     """Everything NAT could touch on the bastion, checksummed: forwarding, the whole
-    ruleset (counters' values dropped), iptables' view, and every file under the
-    directories kubebastion writes to."""
+    ruleset (counters' values dropped), iptables' view, and every file and folder under
+    the directories kubebastion writes to."""
     dirs = "/etc/kubebastion /etc/sysctl.d /etc/systemd/system"
     files = on_bastion(
         state,
-        f"find {dirs} \\( -type f -o -type l \\) -printf '%p %m %l\\n' "
+        f"find {dirs} \\( -type f -o -type l -o -type d \\) -printf '%p %m %l\\n' "
         f"| sort; find {dirs} -type f | sort | xargs -r sha256sum",
     ).stdout
     rules = re.sub(r"counter packets \d+ bytes \d+", "counter", ruleset(state))

@@ -19,6 +19,7 @@ from kubebastion.nat import (
     SYSCTL_DROPIN,
     UNIT_FILE,
     UP_SCRIPT,
+    WANTS_DIR,
     WANTS_LINK,
     BastionState,
     RemoteFile,
@@ -99,7 +100,7 @@ def applied(state: BastionState, cluster: Cluster) -> BastionState:
     """What the bastion looks like after configure_nat wrote and applied ``plan``."""
     plan = plan_nat(cluster, state)
     return replace(state, ip_forward=1, table=APPLIED_TABLE, forward_jump=True,
-                   forward_chain=APPLIED_CHAIN, wants_link=UNIT_FILE,
+                   forward_chain=APPLIED_CHAIN, wants_link=UNIT_FILE, wants_dir=True,
                    files={p: RemoteFile(text, mode) for p, (text, mode) in plan.files.items()})
 
 
@@ -326,6 +327,26 @@ def test_remove_keeps_forwarding_that_was_on_before_us(fresh: BastionState) -> N
     done = applied(replace(fresh, ip_forward=1), lab_cluster())
     assert "ip_forward=0" not in remove_command(done)
     assert "ip_forward" not in rules_diff(done, None)
+
+
+def test_remove_takes_the_wants_folder_only_if_our_first_run_made_it(
+        fresh: BastionState) -> None:
+    """``systemctl enable`` by hand (our symlink) may create multi-user.target.wants;
+    removing it afterwards is ours to do only when it was not there before us."""
+    cluster = lab_cluster()
+    made = applied(replace(fresh, wants_dir=False), cluster)
+    assert "wants_dir_created=1" in made.files[STATE_FILE].content
+    assert f"rmdir {shlex.quote(WANTS_DIR)} " in remove_command(made)
+    # sticky: the folder exists on the next run, the record stays
+    assert plan_nat(cluster, made).files[STATE_FILE][0] == made.files[STATE_FILE].content
+    there = applied(replace(fresh, wants_dir=True), cluster)
+    assert "wants_dir_created=0" in there.files[STATE_FILE].content
+    assert f"rmdir {shlex.quote(WANTS_DIR)}" not in remove_command(there)
+
+
+def test_parse_state_reads_whether_the_wants_folder_exists() -> None:
+    assert parse_state(FRESH + "\n@@kubebastion wants_dir\n").wants_dir is False
+    assert parse_state(FRESH + "\n@@kubebastion wants_dir\npresent\n").wants_dir is True
 
 
 def test_remove_on_a_clean_bastion_has_nothing_to_do(fresh: BastionState) -> None:
