@@ -106,6 +106,12 @@ class Cluster:
     def workers(self) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if WORKERS in n.roles)
 
+    @property
+    def kubernetes_nodes(self) -> tuple[Node, ...]:
+        """kubespray's ``k8s_cluster``: the hosts that run a kubelet and register as
+        Kubernetes nodes. A host only in ``etcd`` is outside it and never does."""
+        return tuple(n for n in self.nodes if n.roles & {CONTROL_PLANE, WORKERS})
+
     def node(self, name: str) -> Node:
         for candidate in self.nodes:
             if candidate.name == name:

@@ -230,5 +230,5 @@ def cluster_health(nornir: Nornir, cluster: Cluster, timeout: float = _TIMEOUT
     except KubeconfigError as exc:
         return ClusterHealth(False, str(exc))
     return check_api(bastion_opener(nornir, cluster, timeout), first.access_ip,
-                     cluster.api_port, credentials, [n.name for n in cluster.nodes],
+                     cluster.api_port, credentials, [n.name for n in cluster.kubernetes_nodes],
                      timeout)

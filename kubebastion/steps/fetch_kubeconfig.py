@@ -116,7 +116,7 @@ def read_admin_conf(nornir: Nornir, cluster: Cluster, opener: Opener) -> AdminCo
             continue
         credentials = admin_credentials(data.decode(), f"{node.name}:{ADMIN_CONF}")
         health = check_api(opener, node.access_ip, cluster.api_port, credentials,
-                           [n.name for n in cluster.nodes])
+                           [n.name for n in cluster.kubernetes_nodes])
         if not health.api_version:
             problems.append(f"{node.name}: API not answering: {health.detail}")
             continue
@@ -297,7 +297,7 @@ def run_fetch_kubeconfig(run: Run, *, context: str | None = None, switch: bool =
     assert isinstance(outcome, FetchOutcome) and outcome.credentials is not None
     opener = bastion_opener(run.nornir, cluster)
     address = cluster.api_server_address
-    expected = [n.name for n in cluster.nodes]
+    expected = [n.name for n in cluster.kubernetes_nodes]
     if outcome.health is not None and outcome.health.healthy:
         report.health = outcome.health
     else:

@@ -444,6 +444,33 @@ def test_a_new_kubespray_source_keeps_the_generated_credentials(
     assert kept.stdout == secret
 
 
+def test_a_host_only_in_etcd_is_not_expected_to_be_a_kubernetes_node(
+        first_run: Invocation, lab_env: lab.LabState, config: Path, tmp_path: Path) -> None:
+    """A worker turned etcd-only falls out of k8s_cluster: kubespray runs no kubelet there
+    (here: the node agent is stopped and not restarted), so the node stays NotReady in the
+    API. kubespray's health check and fetch-kubeconfig's Ready wait must not wait for it."""
+    victim = [n.name for n in lab_env.nodes if n.role == "worker"][-1]
+    folder = tmp_path / "etcd-only"
+    write_config(lab_env, folder)
+    hosts = yaml.safe_load((folder / "inventory" / "hosts.yaml").read_text())
+    hosts[victim]["groups"] = ["etcd"]
+    (folder / "inventory" / "hosts.yaml").write_text(yaml.safe_dump(hosts))
+    etcd_config = folder / "nornir_config.yaml"
+    as_root(lab_env, victim, STOP_LAB_DAEMONS)
+    try:
+        played = invoke_kubespray(etcd_config)
+        assert played.code == 0, played.document["rows"]
+        health = played.document["health"]
+        assert health["healthy"] and victim not in health["ready"], health
+        fetched = subprocess.run([INVOKE, "fetch-kubeconfig", "--config", str(etcd_config),
+                                  "--timeout", "20"], cwd=REPO, capture_output=True,
+                                 text=True, timeout=300, check=False)
+        assert fetched.returncode == 0, fetched.stdout + fetched.stderr
+    finally:
+        restored = invoke_kubespray(config)  # the worker again: its agent starts again
+    assert restored.code == 0 and restored.document["health"]["healthy"], restored.document
+
+
 def test_library_api_second_run_reports_no_change(first_run: Invocation, config: Path,
                                                   lab_env: lab.LabState) -> None:
     run = build_run(config)

@@ -158,3 +158,12 @@ def test_kubeconfig_backups_defaults_to_5_and_must_be_a_positive_whole_number() 
     for bad in (0, -1, "3", True):
         assert any("kubeconfig_backups" in p
                    for p in problems(classic(), kubeconfig_backups=bad)), bad
+
+
+def test_hosts_only_in_etcd_are_not_kubernetes_nodes() -> None:
+    """kubespray puts an etcd-only host outside k8s_cluster: no kubelet, never a node; the
+    health checks and the Ready wait must not expect it."""
+    hosts = classic(**{"k8s-e0": host("k8s-e0", "10.0.0.30", "etcd")})
+    cluster = build_cluster(hosts, {})
+    assert [n.name for n in cluster.etcd] == ["k8s-e0"]
+    assert [n.name for n in cluster.kubernetes_nodes] == ["k8s-m0", "k8s-w0", "k8s-w1"]
