@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from kubebastion.cloud import dmi_command, parse_dmi
 from kubebastion.cluster import Cluster
 from kubebastion.errors import StepError
-from kubebastion.remote import quote
+from kubebastion.remote import FileWrite, quote
 from kubebastion.templating import render
 
 NFT_TABLE = "kubebastion_nat"
@@ -429,6 +429,41 @@ def files_diff(state: BastionState, plan: NatPlan | None) -> str:
 
 
 # --- commands that change the bastion --------------------------------------------------------
+
+#: Every file we render says so on one of its first lines; a file at one of our paths
+#: without it is someone else's, and is backed up before we replace it.
+OURS_MARK = "Managed by kubebastion"
+
+
+def file_writes(state: BastionState, plan: NatPlan) -> tuple[FileWrite, ...]:
+    """The managed files that differ from the plan (content or mode), in
+    ``MANAGED_FILES`` order, for one batched write; a file not ours gets a backup."""
+    writes = []
+    for path in MANAGED_FILES:
+        text, mode = plan.files[path]
+        current = state.files.get(path)
+        if current is not None and current.content == text and current.mode == mode:
+            continue
+        foreign = current is not None and OURS_MARK not in current.content
+        writes.append(FileWrite(path, text.encode(), mode, backup=foreign))
+    return tuple(writes)
+
+
+def needs_enable(state: BastionState, plan: NatPlan) -> bool:
+    """Whether the unit must be (re-)enabled: no symlink yet, or a new unit file."""
+    current = state.files.get(UNIT_FILE)
+    return (state.wants_link != UNIT_FILE or current is None
+            or current.content != plan.files[UNIT_FILE][0])
+
+
+def change_script(state: BastionState, plan: NatPlan) -> str:
+    """What runs after the files are installed, in the same script: enable the unit if
+    needed, then apply the rules (if they differ) with the script boot runs."""
+    steps = [enable_command()] if needs_enable(state, plan) else []
+    if rules_diff(state, plan):
+        steps.append(apply_command())
+    return "\n".join(steps)
+
 
 def enable_command() -> str:
     """Enable the unit the way ``systemctl enable`` would (the symlink), idempotently."""

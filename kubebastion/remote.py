@@ -8,9 +8,11 @@ so the password can never flow into it when sudo did not need it.
 
 from __future__ import annotations
 
+import hashlib
 import secrets as _random
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -171,6 +173,77 @@ def upload(shell: HostShell, data: bytes) -> str:
     return path
 
 
+@dataclass(frozen=True)
+class FileWrite:
+    """One file of a batched write (:func:`write_files`): its path, bytes and mode, an
+    owner/group (None: whoever installs it), and ``backup``: keep a timestamped copy of
+    the file it replaces (for a file that is not ours)."""
+
+    path: str
+    data: bytes
+    mode: int = 0o644
+    owner: str | None = None
+    group: str | None = None
+    backup: bool = False
+
+
+def install_files_command(bundle: str, files: Sequence[FileWrite], suffix: str) -> str:
+    """Install every file of ``files`` from ``bundle`` (their bytes one after the other,
+    in order), each atomically: cut out beside its target (created exclusively, 0600),
+    checksum checked, mode and owner set, renamed over the target. ``backup`` copies the
+    old file to ``<path>.<suffix>`` first. The bundle is removed at the end; a failure
+    leaves no staged file behind (the trap)."""
+    staged = [str(PurePosixPath(f.path).parent
+                  / f".{PurePosixPath(f.path).name}.kubebastion-{_random.token_hex(4)}")
+              for f in files]
+    steps = ["set -e", "trap " + quote("rm -f -- " + " ".join(quote(s) for s in staged)
+                                       ) + " EXIT"]
+    offset = 0
+    for entry, stage in zip(files, staged, strict=True):
+        path, part = quote(entry.path), quote(stage)
+        steps.append(f"mkdir -p {quote(str(PurePosixPath(entry.path).parent))}")
+        if entry.backup:
+            steps.append(f"if [ -f {path} ]; then cp -p {path} "
+                         f"{quote(f'{entry.path}.{suffix}')}; fi")
+        steps.append(f"(umask 077 && set -C && tail -c +{offset + 1} {quote(bundle)} "
+                     f"| head -c {len(entry.data)} > {part})")
+        wanted = hashlib.sha256(entry.data).hexdigest()
+        steps.append(f'[ "$(sha256sum < {part} | cut -d" " -f1)" = {wanted} ] || '
+                     f"{{ echo {quote(f'{entry.path}: the upload arrived damaged')} >&2; "
+                     "exit 1; }")
+        steps.append(f"chmod {entry.mode:o} {part}")
+        if entry.owner:
+            steps.append(f"chown {quote(entry.owner)} {part}")
+        if entry.group:
+            steps.append(f"chgrp {quote(entry.group)} {part}")
+        steps.append(f"mv -f {part} {path}")
+        offset += len(entry.data)
+    steps += [f"rm -f {quote(bundle)}", SWEEP_STALE_UPLOADS]
+    return "\n".join(steps)
+
+
+def write_files(shell: HostShell, files: Sequence[FileWrite], *, sudo: bool = False,
+                then: str = "", display: str = "install files") -> None:
+    """Write every file of ``files`` in two round trips whatever their number: one upload
+    of all their bytes, one script installing each atomically (see
+    :func:`install_files_command`), followed by ``then`` (shell, same script) when given.
+    The caller compares first (it usually read the files already); nothing here does."""
+    if not files:
+        if then:
+            run(shell, then, sudo=sudo, display=display)
+        return
+    bundle = upload(shell, b"".join(entry.data for entry in files))
+    suffix = backup_suffix()
+    try:
+        script = install_files_command(bundle, files, suffix)
+        run(shell, f"{script}\n{then}" if then else script, sudo=sudo, display=display)
+    except SSHError:
+        raise  # the connection is gone: no cleanup to attempt (the upload is 0600)
+    except BaseException:
+        run(shell, f"rm -f {quote(bundle)}", check=False)
+        raise
+
+
 def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
                owner: str | None = None, group: str | None = None, sudo: bool = False,
                backup: bool = False, dry_run: bool = False) -> bool:
@@ -180,8 +253,6 @@ def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
     renamed over the target, so a reader never sees a partial file. ``backup`` keeps a
     timestamped copy of a previous, different file.
     """
-    import hashlib
-
     state = file_state(shell, path, sudo=sudo)
     wanted = hashlib.sha256(data).hexdigest()
     if (state.exists and state.sha256 == wanted and state.mode == mode

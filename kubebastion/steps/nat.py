@@ -1,7 +1,8 @@
 """Step 1: make the bastion the private network's gateway (IPv4 forwarding + masquerade).
 
 Read the bastion in one command, plan from the inventory, diff, then change only what
-differs: files through ``remote.write_file`` (atomic, idempotent), rules by running the
+differs: the files that differ in one upload and one script (``remote.write_files``: each
+file atomic), which also enables the unit and applies the rules by running the
 same script the boot-time unit runs, so "what `invoke nat` did" and "what a reboot
 restores" cannot drift apart. Bad input (unknown uplink) fails before any change. A
 bastion without ``nft`` gets ``nftables`` from its package manager first when it can reach
@@ -19,12 +20,10 @@ from kubebastion.cluster import Cluster, EgressTarget
 from kubebastion.egress import egress_probe_command, parse_egress_output
 from kubebastion.errors import StepError
 from kubebastion.nat import (
-    MANAGED_FILES,
-    UNIT_FILE,
     BastionState,
     NatPlan,
-    apply_command,
-    enable_command,
+    change_script,
+    file_writes,
     files_diff,
     parse_state,
     plan_nat,
@@ -127,15 +126,10 @@ def configure_nat(task: Task, cluster: Cluster, remove: bool = False) -> Result:
                       result=NatReport.of("dry run: would change (see diff)", plan))
     if install is not None:
         install_nft(shell, install)
-    for path in MANAGED_FILES:
-        text, mode = plan.files[path]
-        remote.write_file(shell, path, text.encode(), mode=mode, sudo=True)
-    current_unit = state.files.get(UNIT_FILE)
-    if state.wants_link != UNIT_FILE or current_unit is None or (
-            current_unit.content != plan.files[UNIT_FILE][0]):
-        remote.run(shell, enable_command(), sudo=True, display="enable kubebastion-nat")
-    if rules:
-        remote.run(shell, apply_command(), sudo=True, display="apply NAT (nat-up.sh)")
+    # Round trips: the state above, one upload, one script, the state again below.
+    remote.write_files(shell, file_writes(state, plan), sudo=True,
+                       then=change_script(state, plan),
+                       display="install the NAT files, enable kubebastion-nat, apply NAT")
     left = rules_diff(read_state(shell), plan)
     if left:
         raise StepError(f"{task.host.name}: NAT was applied but the live state still "

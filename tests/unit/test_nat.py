@@ -15,6 +15,7 @@ from kubebastion.errors import InventoryError, StepError
 from kubebastion.nat import (
     MANAGED_FILES,
     NFT_FILE,
+    OURS_MARK,
     STATE_FILE,
     SYSCTL_DROPIN,
     UNIT_FILE,
@@ -23,6 +24,10 @@ from kubebastion.nat import (
     WANTS_LINK,
     BastionState,
     RemoteFile,
+    apply_command,
+    change_script,
+    enable_command,
+    file_writes,
     files_diff,
     forward_rules,
     masquerade_rules,
@@ -377,3 +382,48 @@ def test_listing_indented_otherwise_compares_equal(fresh: BastionState) -> None:
     spaced = APPLIED_TABLE.replace("\t", "    ")
     done = replace(applied(fresh, cluster), table=spaced)
     assert rules_diff(done, plan_nat(cluster, done)) == ""
+
+
+def test_first_run_writes_every_file_in_order_without_backups(fresh: BastionState) -> None:
+    plan = plan_nat(lab_cluster(), fresh)
+    writes = file_writes(fresh, plan)
+    assert [w.path for w in writes] == list(MANAGED_FILES)  # the unit last
+    assert all(not w.backup and w.data == plan.files[w.path][0].encode()
+               and w.mode == plan.files[w.path][1] for w in writes)
+    assert change_script(fresh, plan) == f"{enable_command()}\n{apply_command()}"
+
+
+def test_second_run_writes_nothing_and_runs_nothing(fresh: BastionState) -> None:
+    cluster = lab_cluster()
+    done = applied(fresh, cluster)
+    plan = plan_nat(cluster, done)
+    assert file_writes(done, plan) == ()
+    assert change_script(done, plan) == ""
+
+
+def test_only_the_file_that_differs_is_written_and_a_foreign_one_backed_up(
+        fresh: BastionState) -> None:
+    cluster = lab_cluster()
+    done = applied(fresh, cluster)
+    theirs = replace(done, files={**done.files, SYSCTL_DROPIN: RemoteFile("x = 1\n", 0o644),
+                                  UP_SCRIPT: RemoteFile(f"# {OURS_MARK}: old\n", 0o755)})
+    plan = plan_nat(cluster, theirs)
+    writes = {w.path: w.backup for w in file_writes(theirs, plan)}
+    assert writes == {SYSCTL_DROPIN: True, UP_SCRIPT: False}
+    assert change_script(theirs, plan) == ""  # same unit, same live rules
+
+
+def test_a_changed_mode_alone_is_written(fresh: BastionState) -> None:
+    cluster = lab_cluster()
+    done = applied(fresh, cluster)
+    current = done.files[UP_SCRIPT]
+    assert current is not None
+    loose = replace(done, files={**done.files, UP_SCRIPT: RemoteFile(current.content, 0o777)})
+    assert [w.path for w in file_writes(loose, plan_nat(cluster, loose))] == [UP_SCRIPT]
+
+
+def test_a_new_unit_file_is_enabled_again(fresh: BastionState) -> None:
+    cluster = lab_cluster()
+    done = applied(fresh, cluster)
+    old_unit = replace(done, files={**done.files, UNIT_FILE: RemoteFile("old", 0o644)})
+    assert change_script(old_unit, plan_nat(cluster, old_unit)) == enable_command()

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from kubebastion.remote import (
+    FileWrite,
     classify_sudo_failure,
     install_command,
+    install_files_command,
     parse_file_state,
     sudo_command,
 )
@@ -50,6 +52,43 @@ def test_install_command_keeps_hostile_paths_inert(hostile: str, tmp_path: Path)
     assert target.stat().st_mode & 0o777 == 0o640
     assert not source.exists()
     assert not (tmp_path / "canary").exists() and not (tmp_path / "dir" / "canary").exists()
+
+
+def test_install_files_command_installs_each_file_from_one_bundle(tmp_path: Path) -> None:
+    """Run locally: every file cut out of the bundle whole, mode set, a foreign file
+    backed up, the bundle removed, no staged leftovers; odd names stay inert."""
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "theirs.conf").write_text("their line\n")
+    files = [FileWrite(str(tmp_path / "etc" / "theirs.conf"), b"ours\n", 0o644, backup=True),
+             FileWrite(str(tmp_path / "new dir" / "$(touch canary)"), b"", 0o600),
+             FileWrite(str(tmp_path / "new dir" / "run.sh"), b"#!/bin/sh\n\x00\xff" * 500,
+                       0o755)]
+    bundle = tmp_path / "bundle"
+    bundle.write_bytes(b"".join(f.data for f in files))
+    subprocess.run(["/bin/sh", "-c", install_files_command(str(bundle), files, "bak")],
+                   cwd=tmp_path, check=True)
+    for entry in files:
+        installed = Path(entry.path)
+        assert installed.read_bytes() == entry.data
+        assert installed.stat().st_mode & 0o777 == entry.mode
+    assert (tmp_path / "etc" / "theirs.conf.bak").read_text() == "their line\n"
+    assert not bundle.exists() and not (tmp_path / "canary").exists()
+    assert sorted(p.name for p in (tmp_path / "new dir").iterdir()) == [
+        "$(touch canary)", "run.sh"]
+
+
+def test_install_files_command_refuses_a_damaged_bundle_and_leaves_the_target(
+        tmp_path: Path) -> None:
+    target = tmp_path / "keep.conf"
+    target.write_text("old\n")
+    files = [FileWrite(str(target), b"new contents\n")]
+    bundle = tmp_path / "bundle"
+    bundle.write_bytes(b"new cont")  # cut short
+    done = subprocess.run(["/bin/sh", "-c", install_files_command(str(bundle), files, "b")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode != 0 and "arrived damaged" in done.stderr
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "keep.conf"]
 
 
 @pytest.mark.parametrize(
