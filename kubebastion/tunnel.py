@@ -9,6 +9,7 @@ verification on.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -43,7 +44,8 @@ def forward(opener: Opener, address: str, port: int, local_port: int,
     try:
         listener = socket.create_server((bind, local_port))
     except OSError as exc:  # in use, an address not ours, a port below 1024 without root
-        raise ConfigError(f"cannot listen on {bind}:{local_port}: {exc.strerror or exc}; "
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise ConfigError(f"cannot listen on {bind}:{local_port}: {reason}; "
                           f"choose another --port or --bind") from None
     stop = threading.Event()
 
