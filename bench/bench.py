@@ -35,6 +35,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -61,6 +62,7 @@ from workloads import (  # noqa: E402
 )
 
 import lab  # noqa: E402
+import lab.topology  # noqa: E402
 from lab.lock import held, session_lock  # noqa: E402
 
 VENVS = BENCH / ".venvs"
@@ -75,15 +77,31 @@ CGROUP_ROOT = Path("/sys/fs/cgroup/cpuacct")
 WHEELHOUSE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
 STAND_IN = REPO / "lab" / "kubespray"
 
-PREFIX = "kbb"
-USER = "kbblab"
-STATE_DIR = REPO / "lab" / "state" / "bench-kbb"
+#: The bench's lab prefix (``--prefix``, or $KUBEBASTION_BENCH_PREFIX; default kbb): its
+#: namespaces, user ``<prefix>lab``, state in lab/state/bench-<prefix>/ and session lock,
+#: so a bench can run beside test sessions and other benches that use other prefixes.
+PREFIX_ENV = "KUBEBASTION_BENCH_PREFIX"
+PREFIX = os.environ.get(PREFIX_ENV) or "kbb"
+USER = f"{PREFIX}lab"
+STATE_DIR = REPO / "lab" / "state" / f"bench-{PREFIX}"
 
-TOOLS = ("kubebastion", "pyinfra", "ansible", "openssh")
+
+def use_prefix(prefix: str) -> None:
+    """Run every lab phase of this process under ``prefix`` (see PREFIX)."""
+    global PREFIX, USER, STATE_DIR  # one setting, read by every phase
+    lab.topology.validate_prefix(prefix)
+    PREFIX, USER, STATE_DIR = prefix, f"{prefix}lab", REPO / "lab" / "state" / f"bench-{prefix}"
+
+
+TOOLS = ("kubebastion", "floor", "kb-check", "pyinfra", "ansible", "openssh")
+#: Workload A only: the raw-Paramiko floor (bench/floor_workload.py) and `invoke check`.
+A_ONLY_TOOLS = ("floor", "kb-check")
 #: Issue 2's first benchmark: Ansible ad-hoc on workload A (one module call per host).
 ADHOC_TOOLS = ("ansible-raw", "ansible-command")
 TOOL_LABELS = {
     "kubebastion": "kubebastion (Nornir + Fabric)",
+    "floor": "raw Paramiko threads (floor)",
+    "kb-check": "invoke check",
     "pyinfra": "pyinfra",
     "ansible": "Ansible playbook",
     "ansible-raw": "Ansible ad-hoc -m raw",
@@ -111,7 +129,7 @@ def cpu_cgroup() -> Iterator[Path | None]:
     if not (CGROUP_ROOT / "cgroup.procs").exists():
         yield None
         return
-    path = CGROUP_ROOT / f"kbb-bench-{os.getpid()}-{secrets.token_hex(3)}"
+    path = CGROUP_ROOT / f"{PREFIX}-bench-{os.getpid()}-{secrets.token_hex(3)}"
     try:
         path.mkdir()
     except OSError:
@@ -137,10 +155,11 @@ def join_driver_cgroup() -> None:
     whatever else the machine was doing (other people's tests)."""
     if not (CGROUP_ROOT / "cgroup.procs").exists():
         return
-    for old in CGROUP_ROOT.glob("kbb-*"):  # empty leftovers of an interrupted run
-        with suppress(OSError):
-            old.rmdir()
-    path = CGROUP_ROOT / f"kbb-driver-{os.getpid()}"
+    for pattern in (f"{PREFIX}-bench-*", f"{PREFIX}-driver-*"):  # empty leftovers of an
+        for old in CGROUP_ROOT.glob(pattern):  # interrupted run (rmdir spares busy ones)
+            with suppress(OSError):
+                old.rmdir()
+    path = CGROUP_ROOT / f"{PREFIX}-driver-{os.getpid()}"
     try:
         path.mkdir(exist_ok=True)
         (path / "cgroup.procs").write_text(str(os.getpid()))
@@ -194,14 +213,16 @@ def measure(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path,
         lab0, busy0 = _cpuacct(driver_cg), machine_busy()
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        try:
-            proc = subprocess.run(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=timeout,
-                                  preexec_fn=enter_cgroup, check=False)
-            rc = proc.returncode
-        except subprocess.TimeoutExpired:
-            rc = -9
+        proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=enter_cgroup)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:  # wait4, not wait: the rusage of this process alone (its peak memory)
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
         wall = time.perf_counter() - t0
+        rc = proc.returncode = os.waitstatus_to_exitcode(status)
         r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         lab_cpu = _cpuacct(driver_cg) - lab0 if driver_cg is not None else None
         tool_at_stop = _cpuacct(cg)
@@ -225,7 +246,7 @@ def measure(argv: list[str], *, env: dict[str, str], cwd: Path, log: Path,
     after_counts = login_counts(state)
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     logins = {h: after_counts[h] - before.get(h, 0) for h in after_counts}
-    return Sample(wall, cpu, cpu_tree, rc, logins, lab_cpu, foreign)
+    return Sample(wall, cpu, cpu_tree, rc, logins, lab_cpu, foreign, usage.ru_maxrss)
 
 
 # --- the tools' files ---------------------------------------------------------------------
@@ -356,7 +377,17 @@ def write_setup(state: lab.LabState, n: int, tag: str) -> Setup:
     write_pyinfra_files(setup)
     write_ansible_files(setup)
     write_openssh_files(setup)
+    write_floor_files(setup)
     return setup
+
+
+def write_floor_files(setup: Setup) -> None:
+    """What bench/floor_workload.py needs: the lab's user, key, known_hosts, addresses."""
+    state = setup.state
+    spec = {"user": state.user, "key": str(state.private_key),
+            "known_hosts": str(state.known_hosts), "bastion": state.bastion.ssh_address,
+            "nodes": [node.private_address for node in state.nodes]}
+    (setup.dir / "floor.json").write_text(json.dumps(spec, indent=1))
 
 
 def make_secret_files(state: lab.LabState) -> None:
@@ -374,6 +405,15 @@ def tool_command(tool: str, workload: str, setup: Setup) -> tuple[list[str], Pat
     if tool == "kubebastion":
         return ([str(KB_PYTHON), str(BENCH / "kb_workload.py"), "--config",
                  str(setup.state.nornir_config), "--workload", workload], REPO)
+    if tool == "floor":
+        if workload != "A":
+            return None
+        return [str(KB_PYTHON), str(BENCH / "floor_workload.py"), str(d / "floor.json")], BENCH
+    if tool == "kb-check":
+        if workload != "A":
+            return None
+        return ([str(INVOKE), "check", "--json", "--config", str(setup.state.nornir_config)],
+                REPO)
     if tool == "pyinfra":
         exe = str(VENVS / "pyinfra" / "bin" / "pyinfra")
         inv = str(d / "pyinfra" / "inventory.py")
@@ -420,7 +460,8 @@ def run_interleaved(tools: list[str], workload: str, setup: Setup, n: int,
             print(f"  N={n} {workload} {tool:16} rep {rep + 1}/{reps[tool]}: "
                   f"{sample.wall:6.2f} s wall, cpu {sample.cpu_rusage:.2f}/"
                   f"{_fmt(sample.cpu_tree)} s, hosts {_fmt(sample.hosts_cpu)} s, "
-                  f"other {_fmt(sample.foreign_cpu)} s, logins {_login_text(sample)} {status}",
+                  f"other {_fmt(sample.foreign_cpu)} s, logins {_login_text(sample)}, "
+                  f"peak {(sample.peak_rss_kb or 0) / 1024:.0f} MB {status}",
                   flush=True)
     return list(series.values())
 
@@ -428,7 +469,7 @@ def run_interleaved(tools: list[str], workload: str, setup: Setup, n: int,
 def run_once(argv: list[str], cwd: Path, setup: Setup, log: Path) -> Sample:
     """One measured invocation with its own ssh ControlPath directory (no run reuses
     another's connections); whatever masters it left are told to exit afterwards."""
-    cp_dir = Path(tempfile.mkdtemp(prefix="kbb-cp-"))
+    cp_dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}-cp-"))
     env = {**os.environ, "KBB_CP_DIR": str(cp_dir),
            "ANSIBLE_CONFIG": str(setup.dir / "ansible" / "ansible.cfg"),
            "ANSIBLE_LOCAL_TEMP": str(setup.dir / "ansible" / "tmp"),
@@ -461,7 +502,7 @@ def _span(values: list[int]) -> str:
 
 @contextmanager
 def lab_phase(what: str, lock_wait: float) -> Iterator[None]:
-    """One lab phase: our lab (prefix kbb) built from nothing under its session lock (the
+    """One lab phase: our lab (``PREFIX``) built from nothing under its session lock (the
     one a test session of that prefix would take) and always taken down at the end."""
     lock = session_lock(PREFIX)
     print(f"[{what}] waiting for {lock} ...", flush=True)
@@ -667,12 +708,19 @@ def machine_info() -> dict[str, Any]:
 # --- main ---------------------------------------------------------------------------------
 
 def plan_phases(sizes: list[int], tools: list[str], workloads: list[str],
-                adhoc_sizes: list[int]) -> list[tuple[int, str, list[str]]]:
+                adhoc_sizes: list[int], big_tools: list[str] | None = None,
+                ) -> list[tuple[int, str, list[str]]]:
     """(N, tool, workloads) per lab phase. The lab is rebuilt for each phase (about a second)
     so that no phase holds the machine-wide lock for long: the quick tools share one phase
-    per N, Ansible gets one phase per workload."""
+    per N, Ansible gets one phase per workload. Above N = 60 only ``big_tools`` run, on
+    workload A (the scale goal of issue 16)."""
     phases: list[tuple[int, str, list[str]]] = []
     for n in sizes:
+        if n > 60 and big_tools is not None:
+            chosen = [t for t in tools if t in big_tools]
+            if chosen and "A" in workloads:
+                phases.append((n, ",".join(chosen), ["A"]))
+            continue
         quick = [t for t in tools if not t.startswith("ansible")]
         if quick:
             phases.append((n, ",".join(quick), workloads))
@@ -686,7 +734,11 @@ def plan_phases(sizes: list[int], tools: list[str], workloads: list[str],
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="kubebastion vs peers on the lab")
-    parser.add_argument("--sizes", default="10,30,60", help="lab sizes N (nodes)")
+    parser.add_argument("--sizes", default="10,30,60,200", help="lab sizes N (nodes)")
+    parser.add_argument("--prefix", default=PREFIX,
+                        help=f"lab prefix of the bench's labs (default ${PREFIX_ENV} or kbb)")
+    parser.add_argument("--big-tools", default="kubebastion,floor,kb-check,pyinfra,openssh",
+                        help="tools run at N > 60 (Ansible's playbook takes minutes there)")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--slow-reps", type=int, default=2,
                         help="repetitions for Ansible (playbook and ad-hoc) at N >= 60")
@@ -716,6 +768,7 @@ def main() -> int:
     if args.report_only:
         write_report(json.loads(RESULTS_JSON.read_text()))
         return 0
+    use_prefix(args.prefix)
     if os.geteuid() != 0:
         print("bench/run needs root (the lab: network namespaces, sshd)", file=sys.stderr)
         return 2
@@ -743,7 +796,8 @@ def main() -> int:
     elif args.deploy_only:
         args.skip_labup = args.skip_fetch = args.skip_profile = True
     else:
-        phases = plan_phases(sizes, tools, workloads, adhoc_sizes)
+        big = [t for t in args.big_tools.split(",") if t]
+        phases = plan_phases(sizes, tools, workloads, adhoc_sizes, big)
     if not args.skip_labup or not args.skip_fetch:
         with lab_phase("lab.up 1+3, fetch-kubeconfig", args.lock_wait):
             state, seconds = timed_up(1, 3)
@@ -784,7 +838,7 @@ def main() -> int:
     if not args.skip_profile and "A" in workloads and "kubebastion" in tools:
         import kbprofile
 
-        n = max(sizes)
+        n = max((size for size in sizes if size <= 60), default=max(sizes))
         with lab_phase(f"N={n} profile", args.lock_wait):
             state, _ = timed_up(1, n - 1)
             profile_kubebastion(state, results, args.profile_runs)

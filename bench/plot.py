@@ -23,6 +23,8 @@ STYLE = {
     "ansible-raw": ("Ansible ad-hoc raw", "tab:red", "v", ":"),
     "ansible-command": ("Ansible ad-hoc command", "tab:pink", "D", ":"),
     "openssh": ("OpenSSH xargs -P", "tab:gray", "x", "--"),
+    "floor": ("raw Paramiko (floor)", "black", ".", "--"),
+    "kb-check": ("invoke check", "tab:cyan", "P", ":"),
 }
 TITLES = {"A": "A: check preflight", "B": "B: sudo read of a 5 KB file",
           "C": "C: five commands in a row"}

@@ -10,9 +10,12 @@ import deploy_overhead
 from samples import Series
 from workloads import CHECK_BATCH, FIVE_COMMANDS, SECRET_FILE, WORKLOADS
 
-TOOL_ORDER = ("kubebastion", "pyinfra", "ansible", "ansible-raw", "ansible-command", "openssh")
+TOOL_ORDER = ("kubebastion", "kb-check", "floor", "pyinfra", "ansible", "ansible-raw",
+              "ansible-command", "openssh")
 TOOL_LABELS = {
     "kubebastion": "kubebastion",
+    "kb-check": "`invoke check`",
+    "floor": "raw Paramiko (floor)",
     "pyinfra": "pyinfra",
     "ansible": "Ansible playbook",
     "ansible-raw": "Ansible ad-hoc raw",
@@ -83,6 +86,7 @@ def render(results: dict[str, Any], series: list[Series]) -> str:
         "people's work on this shared machine: noise, ideally 0).",
         "",
     ]
+    out += _scale_goals(series)
     out += _targets(results, series, top)
     out += _lab_up(results)
     out += _fetch(results)
@@ -94,8 +98,9 @@ def render(results: dict[str, Any], series: list[Series]) -> str:
         out += [f"## Workload {workload}: {title}", ""]
         out += [_how(workload), ""]
         out += ["| N | tool | wall s (median) | min-max | CPU tree s | CPU rusage s | "
-                "ratio to kubebastion | logins/host | lab hosts CPU s | other load | runs |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+                "ratio to kubebastion | logins/host | lab hosts CPU s | other load | peak RSS MB "
+                "| runs |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for n in sorted({s.n for s in rows}):
             kb = _find(rows, "kubebastion", workload, n)
             for tool in TOOL_ORDER:
@@ -105,7 +110,7 @@ def render(results: dict[str, Any], series: list[Series]) -> str:
                 if not s.ok:
                     failed = next(x for x in s.samples if x.rc != 0)
                     out.append(f"| {n} | {TOOL_LABELS[tool]} | FAILED (exit {failed.rc}) | | | "
-                               f"| | | | | {len(s.samples)} |")
+                               f"| | | | | | {len(s.samples)} |")
                     continue
                 walls = [x.wall for x in s.good]
                 ratio = f"{s.wall / kb.wall:.2f}x" if kb and kb.ok and tool != "kubebastion" \
@@ -116,7 +121,7 @@ def render(results: dict[str, Any], series: list[Series]) -> str:
                 out.append(f"| {n} | {TOOL_LABELS[tool]} | {s.wall:.2f} | {min(walls):.2f}-"
                            f"{max(walls):.2f} | {_s(s.cpu_tree)} | {_s(s.cpu_rusage)} | {ratio} "
                            f"| {_logins(s)} | {_s(s.hosts_cpu)} | {_s(s.foreign_load, 2)} "
-                           f"| {runs} |")
+                           f"| {_mb(s.peak_rss_kb)} | {runs} |")
         out.append("")
     out += ["## Wall time against N", "", "![wall time vs N](wall_vs_n.png)", ""]
     out += _profile(results)
@@ -139,6 +144,52 @@ def _how(workload: str) -> str:
             "kubebastion: five `remote.run`. pyinfra: five `server.shell` operations. "
             "Ansible: five `command` tasks. OpenSSH: five `ssh` in a row per host over a "
             "ControlMaster of that host.")
+
+
+def _mb(kb: float | None) -> str:
+    return "-" if kb is None else f"{kb / 1024:.0f}"
+
+
+def _scale_goals(series: list[Series]) -> list[str]:
+    """Issue 16 item 4: workload A against the floor and pyinfra at N = 60, and N = 200."""
+    def find(tool: str, n: int) -> Series | None:
+        return _find(series, tool, "A", n)
+
+    out = ["## Goals of issue 16 (workload A: the floor, pyinfra, N = 200)", "",
+           "Ratios are of medians from the same interleaved runs (the tools take turns, "
+           "repetition by repetition).", "",
+           "| goal | measured | |", "|---|---|---|"]
+    kb60, floor60, py60 = find("kubebastion", 60), find("floor", 60), find("pyinfra", 60)
+    for peer, goal, label in ((floor60, 1.15, "raw-Paramiko floor"), (py60, 0.5, "pyinfra")):
+        if kb60 is not None and kb60.ok and peer is not None and peer.ok:
+            ratio = kb60.wall / peer.wall
+            out.append(f"| A at N = 60: kubebastion <= {goal}x {label} | {kb60.wall:.2f} s vs "
+                       f"{peer.wall:.2f} s = {ratio:.2f}x | {_met(ratio <= goal)} |")
+        else:
+            out.append(f"| A at N = 60: kubebastion <= {goal}x {label} | not measured | n/a |")
+    kb200 = find("kubebastion", 200)
+    for tool, what in (("kubebastion", "workload A"), ("kb-check", "`invoke check`")):
+        s = find(tool, 200)
+        if s is None:
+            out.append(f"| N = 200: {what} completes, 0 failures | not measured | n/a |")
+            continue
+        out.append(f"| N = 200: {what} completes through the bastion, 0 failures | "
+                   f"{len(s.good)} of {len(s.samples)} runs succeeded | "
+                   f"{_met(s.failures == 0 and s.ok)} |")
+    if kb60 is not None and kb60.ok and kb200 is not None and kb200.ok:
+        growth = kb200.wall / kb60.wall
+        out.append(f"| A: wall from N = 60 to 200 grows <= 3.6x | {kb60.wall:.2f} s -> "
+                   f"{kb200.wall:.2f} s = {growth:.2f}x | {_met(growth <= 3.6)} |")
+        if kb200.peak_rss_kb is not None and kb60.peak_rss_kb is not None:
+            per_host = kb200.peak_rss_kb / kb200.hosts
+            marginal = ((kb200.peak_rss_kb - kb60.peak_rss_kb)
+                        / max(1, kb200.hosts - kb60.hosts))
+            out.append(f"| A: peak memory of the process per host (reported) | "
+                       f"{kb200.peak_rss_kb / 1024:.0f} MB at {kb200.hosts} hosts = "
+                       f"{per_host:.0f} KB/host; {kb60.peak_rss_kb / 1024:.0f} MB at "
+                       f"{kb60.hosts} hosts; each host past N = 60 adds {marginal:.0f} KB | "
+                       "reported |")
+    return [*out, ""]
 
 
 def _targets(results: dict[str, Any], series: list[Series], top: int) -> list[str]:

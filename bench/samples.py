@@ -20,6 +20,8 @@ class Sample:
     hosts_cpu: float | None = None
     #: CPU the rest of the machine used during the run (other people's work): noise.
     foreign_cpu: float | None = None
+    #: Peak resident memory of the tool's process (``wait4``'s ru_maxrss), KB.
+    peak_rss_kb: int | None = None
 
 
 @dataclass
@@ -62,6 +64,10 @@ class Series:
     @property
     def hosts_cpu(self) -> float | None:
         return _median([s.hosts_cpu for s in self.good])
+
+    @property
+    def peak_rss_kb(self) -> float | None:
+        return _median([s.peak_rss_kb for s in self.good])
 
     @property
     def foreign_load(self) -> float | None:

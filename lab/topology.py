@@ -38,7 +38,11 @@ BASTION_PRIVATE_ADDRESS = "198.18.1.1"
 CONTROL_PLANE_BASE = 10  # k8s-m<i> -> 198.18.1.(10+i)
 WORKER_BASE = 100  # k8s-w<i> -> 198.18.1.(100+i)
 MAX_CONTROL_PLANES = WORKER_BASE - CONTROL_PLANE_BASE  # 90: keeps the two ranges apart
-MAX_WORKERS = 254 - WORKER_BASE + 1  # 155: up to 198.18.1.254
+MAX_WORKERS = 254 - WORKER_BASE + 1  # 155: up to 198.18.1.254, with every control plane
+#: Workers past MAX_WORKERS take the control planes' range the lab does not use, from
+#: 198.18.1.99 downwards, so a lab of 1 control plane + 199 workers (the benchmark's N =
+#: 200) fits the same /24 and no smaller lab's address changes.
+MAX_NODES = MAX_CONTROL_PLANES + MAX_WORKERS  # 245
 
 # Bastion uplink to the emulated internet.
 UPLINK_PREFIXLEN = 24
@@ -159,7 +163,7 @@ class Topology:
         for i in range(self.control_planes):
             out.append(self._node(f"k8s-m{i}", "control_plane", CONTROL_PLANE_BASE + i))
         for i in range(self.workers):
-            out.append(self._node(f"k8s-w{i}", "worker", WORKER_BASE + i))
+            out.append(self._node(f"k8s-w{i}", "worker", worker_octet(i)))
         return out
 
     @property
@@ -182,6 +186,18 @@ class Topology:
             private_address=address,
             bridge_port=f"p-{name}",
         )
+
+
+def worker_octet(index: int) -> int:
+    """Last octet of worker ``index``: 100.. 254, then 99 downwards (see MAX_NODES)."""
+    if index < MAX_WORKERS:
+        return WORKER_BASE + index
+    return WORKER_BASE - 1 - (index - MAX_WORKERS)
+
+
+def max_workers(control_planes: int) -> int:
+    """How many workers fit beside ``control_planes`` in the private /24."""
+    return MAX_NODES - control_planes
 
 
 def validate_prefix(prefix: str) -> None:
@@ -252,8 +268,10 @@ def validate_sizes(prefix: str, control_planes: int, workers: int) -> None:
     validate_prefix(prefix)
     if not 1 <= control_planes <= MAX_CONTROL_PLANES:
         raise LabError(f"control_planes must be 1..{MAX_CONTROL_PLANES}, got {control_planes}")
-    if not 0 <= workers <= MAX_WORKERS:
-        raise LabError(f"workers must be 0..{MAX_WORKERS}, got {workers}")
+    most = max_workers(control_planes)
+    if not 0 <= workers <= most:
+        raise LabError(f"workers must be 0..{most} beside {control_planes} control plane(s) "
+                       f"(at most {MAX_NODES} nodes in {PRIVATE_CIDR}), got {workers}")
 
 
 def namespace_pattern(prefix: str) -> re.Pattern[str]:
