@@ -763,10 +763,17 @@ def main() -> int:
                         help="runs per profile measurement (x2 per variant set for reliability)")
     parser.add_argument("--lock-wait", type=float, default=3600.0)
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--note", default="",
+                        help="a sentence for the top of results.md (what this run left out, "
+                             "and why)")
     args = parser.parse_args()
 
     if args.report_only:
-        write_report(json.loads(RESULTS_JSON.read_text()))
+        saved = json.loads(RESULTS_JSON.read_text())
+        if args.note:
+            saved["note"] = args.note
+            RESULTS_JSON.write_text(json.dumps(saved, indent=1))
+        write_report(saved)
         return 0
     use_prefix(args.prefix)
     if os.geteuid() != 0:
@@ -779,7 +786,7 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine_info(), "lab_up": {}, "series": [],
-                               "config": vars(args)}
+                               "config": vars(args), "note": args.note}
     partial_run = args.profile_only or args.deploy_only
     if partial_run and RESULTS_JSON.exists():  # refresh one phase, keep the rest
         results = {**json.loads(RESULTS_JSON.read_text()), "machine": results["machine"]}
@@ -848,6 +855,9 @@ def main() -> int:
         results["total_seconds"] = time.monotonic() - started
     save()
     write_report(results)
+    from report import scale_goals
+
+    print("\n".join(scale_goals([series_from_json(x) for x in results["series"]])))
     print(f"bench done in {time.monotonic() - started:.0f} s: {RESULTS_MD}", flush=True)
     return 0
 

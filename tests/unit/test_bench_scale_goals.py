@@ -21,7 +21,7 @@ def series(tool: str, n: int, walls: list[float], rc: int = 0,
 
 
 def goals(rows: list[Series]) -> dict[str, str]:
-    lines = [line for line in report._scale_goals(rows)
+    lines = [line for line in report.scale_goals(rows)
              if line.startswith("| ") and not line.startswith("| goal ")]
     return {line.split(" | ")[0][2:]: line for line in lines}
 
