@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubebastion.errors import InventoryError
+from kubebastion.kubespray.apivars import api_var_problems
 
 BASTION, CONTROL_PLANE, ETCD, WORKERS = "bastion", "control_plane", "etcd", "workers"
 ROLE_GROUPS = (BASTION, CONTROL_PLANE, ETCD, WORKERS)
@@ -226,6 +227,7 @@ def build_cluster(hosts: Iterable[RawHost], cluster_data: Mapping[str, Any]) -> 
     if not isinstance(kubespray_vars, Mapping):
         problems.append("kubespray_vars must be a mapping of kubespray variables")
         kubespray_vars = {}
+    problems.extend(api_var_problems(api_port, api_address, kubespray_vars))
 
     if problems:
         raise InventoryError(problems)

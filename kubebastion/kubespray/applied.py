@@ -15,8 +15,9 @@ import hashlib
 import json
 from collections.abc import Collection, Mapping
 from pathlib import PurePosixPath
+from typing import Any
 
-from kubebastion.kubespray.inventory import GROUP_VARS_FILE, HOSTS_FILE
+from kubebastion.kubespray.inventory import HOSTS_FILE
 from kubebastion.kubespray.playbook import PlaybookOutcome
 from kubebastion.remote import quote
 
@@ -26,8 +27,12 @@ PARTS = {
     "requirements": "kubespray's requirements.txt changed",
     "inventory": "the rendered inventory (hosts.yaml) changed",
     "kubespray_vars": "kubespray_vars changed",
+    "api": "api_port or api_address changed",
+    "rendered": "the rendered inventory changed",
     "checkout": "the checkout folder changed",
 }
+#: Said only when none of these explains it (a new kubebastion rendering differently).
+_CATCH_ALL = {"rendered": ("inventory", "kubespray_vars", "api")}
 NO_RECORD = ("no successful playbook run is recorded (first run, or the last one failed, "
              "timed out or was interrupted)")
 
@@ -42,14 +47,17 @@ def _sha256(text: str) -> str:
 
 
 def desired_state(*, source_identity: str, requirements_sha256: str,
-                  inventory: Mapping[str, str], checkout: str) -> dict[str, str]:
-    """The digest of each part a playbook run is made from (the rendered inventory files
-    as they are written on the bastion)."""
+                  inventory: Mapping[str, str], kubespray_vars: Mapping[str, Any],
+                  api: str, checkout: str) -> dict[str, str]:
+    """The digest of each part a playbook run is made from: the inventory files as they
+    are written on the bastion, and (to name the reason) the settings they come from."""
     return {
         "source": source_identity,
         "requirements": requirements_sha256,
         "inventory": _sha256(inventory[HOSTS_FILE]),
-        "kubespray_vars": _sha256(inventory[GROUP_VARS_FILE]),
+        "kubespray_vars": _sha256(json.dumps(kubespray_vars, sort_keys=True, default=str)),
+        "api": api,
+        "rendered": _sha256("".join(f"{name}\n{inventory[name]}" for name in sorted(inventory))),
         "checkout": checkout,
     }
 
@@ -77,8 +85,11 @@ def reasons_to_run(recorded: Mapping[str, str] | None, desired: Mapping[str, str
     exactly ``desired`` (an empty digest in ``desired``, unknown in a dry run, differs)."""
     if recorded is None:
         return [NO_RECORD]
-    return [f"{PARTS.get(part, part)} since the last successful run"
-            for part in PARTS if not desired.get(part) or recorded.get(part) != desired[part]]
+    changed = [part for part in PARTS
+               if not desired.get(part) or recorded.get(part) != desired[part]]
+    changed = [part for part in changed
+               if not set(_CATCH_ALL.get(part, ())) & set(changed)]
+    return [f"{PARTS[part]} since the last successful run" for part in changed]
 
 
 def complete_success(outcome: PlaybookOutcome, hosts: Collection[str]) -> bool:

@@ -3,7 +3,8 @@
 The result is a small folder, ``inventory/<cluster>/``: ``hosts.yaml`` (``all.hosts`` with
 ``ansible_host``/``ip``/``access_ip``; groups ``kube_control_plane``, ``etcd``,
 ``kube_node``, ``calico_rr`` and ``k8s_cluster`` made of the first two plus ``calico_rr``)
-and ``group_vars/all/kubebastion.yml`` holding the inventory's ``kubespray_vars`` as given.
+and ``group_vars/all/kubebastion.yml`` holding the inventory's ``kubespray_vars`` as given,
+plus ``kube_apiserver_port`` and the SAN that ``api_port``/``api_address`` need (apivars).
 kubespray's own role defaults supply every other variable, so nothing is copied from
 ``inventory/sample``.
 """
@@ -20,6 +21,7 @@ import yaml
 
 from kubebastion.cluster import Cluster
 from kubebastion.errors import ConfigError
+from kubebastion.kubespray.apivars import api_vars
 from kubebastion.templating import render
 
 HOSTS_FILE = "hosts.yaml"
@@ -80,7 +82,9 @@ def render_kubespray_inventory(cluster: Cluster) -> dict[str, str]:
     ]
     hosts = render("kubespray/hosts.yaml.j2", cluster_name=cluster.name, nodes=nodes,
                    groups=groups, scalar=yaml_scalar)
-    variables = dict(cluster.kubespray_vars)
+    variables = api_vars(cluster.api_port, cluster.api_address,
+                         [a for n in cluster.control_planes for a in (n.ip, n.access_ip)],
+                         cluster.kubespray_vars)
     variables_yaml = (yaml.safe_dump(variables, sort_keys=False, default_flow_style=False)
                       if variables else "{}")
     group_vars = render("kubespray/group_vars/all/kubebastion.yml.j2",

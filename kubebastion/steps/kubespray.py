@@ -255,7 +255,8 @@ def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
     desired = applied.desired_state(
         source_identity=(source or {}).get("identity", ""),
         requirements_sha256=venv.get("requirements_sha256", ""),
-        inventory=render_kubespray_inventory(cluster), checkout=layout.checkout)
+        inventory=render_kubespray_inventory(cluster), kubespray_vars=cluster.kubespray_vars,
+        api=f"{cluster.api_address or ''}:{cluster.api_port}", checkout=layout.checkout)
     recorded = applied.parse_record(read_file(
         shell_for(task), applied.record_path(layout.logs, cluster.name)))
     return Result(host=task.host, result={"facts": facts, "key": key, "desired": desired,

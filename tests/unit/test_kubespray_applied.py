@@ -9,8 +9,10 @@ from kubebastion.kubespray.inventory import GROUP_VARS_FILE, HOSTS_FILE
 from kubebastion.kubespray.playbook import HostRecap, PlaybookOutcome, parse_playbook_output
 
 INVENTORY = {HOSTS_FILE: "all: {}\n", GROUP_VARS_FILE: "{}\n"}
-DESIRED = applied.desired_state(source_identity="sha256:abc", requirements_sha256="def",
-                                inventory=INVENTORY, checkout="/home/u/kubespray")
+BASE: dict[str, object] = {
+    "source_identity": "sha256:abc", "requirements_sha256": "def", "inventory": INVENTORY,
+    "kubespray_vars": {}, "api": ":6443", "checkout": "/home/u/kubespray"}
+DESIRED = applied.desired_state(**BASE)  # type: ignore[arg-type]
 
 
 def test_the_same_state_needs_no_run() -> None:
@@ -24,15 +26,16 @@ def test_the_same_state_needs_no_run() -> None:
     ({"requirements_sha256": "new"}, "kubespray's requirements.txt changed"),
     ({"inventory": {HOSTS_FILE: "all: {hosts: {}}\n", GROUP_VARS_FILE: "{}\n"}},
      "the rendered inventory (hosts.yaml) changed"),
-    ({"inventory": {HOSTS_FILE: "all: {}\n", GROUP_VARS_FILE: "kube_version: 1.34.0\n"}},
-     "kubespray_vars changed"),
+    ({"inventory": {HOSTS_FILE: "all: {}\n", GROUP_VARS_FILE: "kube_version: 1.34.0\n"},
+      "kubespray_vars": {"kube_version": "1.34.0"}}, "kubespray_vars changed"),
+    ({"inventory": {HOSTS_FILE: "all: {}\n", GROUP_VARS_FILE: "kube_apiserver_port: 8443\n"},
+      "api": ":8443"}, "api_port or api_address changed"),
+    ({"inventory": {HOSTS_FILE: "all: {}\n", GROUP_VARS_FILE: "# new comment\n{}\n"}},
+     "the rendered inventory changed"),
     ({"requirements_sha256": ""}, "kubespray's requirements.txt changed"),  # dry run: unknown
-], ids=["source", "requirements", "hosts", "vars", "unknown"])
+], ids=["source", "requirements", "hosts", "vars", "api", "rendering", "unknown"])
 def test_each_change_is_named(change: dict[str, object], reason: str) -> None:
-    arguments: dict[str, object] = {"source_identity": "sha256:abc",
-                                    "requirements_sha256": "def", "inventory": INVENTORY,
-                                    "checkout": "/home/u/kubespray", **change}
-    desired = applied.desired_state(**arguments)  # type: ignore[arg-type]
+    desired = applied.desired_state(**{**BASE, **change})  # type: ignore[arg-type]
     assert applied.reasons_to_run(DESIRED, desired) == [
         f"{reason} since the last successful run"]
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from kubebastion.cluster import Cluster, RawHost, build_cluster
-from kubebastion.errors import ConfigError
+from kubebastion.errors import ConfigError, InventoryError
 from kubebastion.kubespray.inventory import (
     GROUP_VARS_FILE,
     HOSTS_FILE,
@@ -127,13 +127,13 @@ def test_kubespray_vars_pass_through_to_group_vars_all() -> None:
     files = render_kubespray_inventory(cluster_of(1, 1, kubespray_vars=variables))
     assert list(files) == [HOSTS_FILE, GROUP_VARS_FILE]
     assert GROUP_VARS_FILE == "group_vars/all/kubebastion.yml"
-    assert yaml.safe_load(files[GROUP_VARS_FILE]) == variables
+    assert yaml.safe_load(files[GROUP_VARS_FILE]) == {"kube_apiserver_port": 6443, **variables}
     assert files[GROUP_VARS_FILE].startswith("# kubespray variables for cluster demo")
 
 
-def test_no_kubespray_vars_is_an_empty_mapping() -> None:
+def test_no_kubespray_vars_leaves_only_the_api_port() -> None:
     files = render_kubespray_inventory(cluster_of(1, 0))
-    assert yaml.safe_load(files[GROUP_VARS_FILE]) == {}
+    assert yaml.safe_load(files[GROUP_VARS_FILE]) == {"kube_apiserver_port": 6443}
 
 
 @pytest.mark.parametrize("variables", [
@@ -182,3 +182,50 @@ def test_render_to_folder_and_remote_location(tmp_path: Path) -> None:
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
         "hosts.yaml", "group_vars/all/kubebastion.yml"]
     assert inventory_dir("/home/u/kubespray", "demo") == "/home/u/kubespray/inventory/demo"
+
+
+def rendered_vars(**data: Any) -> dict[str, Any]:
+    variables: dict[str, Any] = yaml.safe_load(
+        render_kubespray_inventory(cluster_of(1, 1, **data))[GROUP_VARS_FILE])
+    return variables
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    ({"api_port": 8443}, {"kube_apiserver_port": 8443}),
+    ({"api_address": "198.18.1.10"}, {"kube_apiserver_port": 6443}),  # the control plane
+    ({"api_address": "198.18.1.250"},
+     {"kube_apiserver_port": 6443, "supplementary_addresses_in_ssl_keys": ["198.18.1.250"]}),
+    ({"api_address": "api.example.test", "api_port": 8443,
+      "kubespray_vars": {"supplementary_addresses_in_ssl_keys": ["203.0.113.10"]}},
+     {"kube_apiserver_port": 8443,
+      "supplementary_addresses_in_ssl_keys": ["203.0.113.10", "api.example.test"]}),
+    ({"api_address": "198.18.1.250",
+      "kubespray_vars": {"loadbalancer_apiserver": {"address": "198.18.1.250", "port": 6443}}},
+     {"kube_apiserver_port": 6443,
+      "loadbalancer_apiserver": {"address": "198.18.1.250", "port": 6443}}),
+    ({"api_port": 8443, "kubespray_vars": {"kube_apiserver_port": 8443}},
+     {"kube_apiserver_port": 8443}),
+], ids=["port", "address-is-a-control-plane", "vip", "lb-name-and-port", "managed-lb",
+        "same-port-twice"])
+def test_api_port_and_address_reach_kubespray(data: dict[str, Any],
+                                              expected: dict[str, Any]) -> None:
+    assert rendered_vars(**data) == expected
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"kubespray_vars": {"kube_apiserver_port": 8443}},
+     "kubespray_vars.kube_apiserver_port 8443 disagrees with api_port 6443: set api_port only"),
+    ({"kubespray_vars": {"loadbalancer_apiserver": {"address": "198.18.1.250"}}},
+     "kubespray_vars.loadbalancer_apiserver ('198.18.1.250') is not api_address (None)"),
+    ({"api_address": "198.18.1.250",
+      "kubespray_vars": {"loadbalancer_apiserver": {"address": "198.18.1.250", "port": 8383}}},
+     "kubespray_vars.loadbalancer_apiserver.port 8383 is not api_port 6443"),
+    ({"api_address": "198.18.1.250",
+      "kubespray_vars": {"supplementary_addresses_in_ssl_keys": "{{ my_sans }}"}},
+     "kubespray_vars.supplementary_addresses_in_ssl_keys must be a list"),
+], ids=["port-disagrees", "lb-without-api-address", "lb-port", "sans-not-a-list"])
+def test_api_settings_that_disagree_with_kubespray_vars_are_refused(
+        data: dict[str, Any], message: str) -> None:
+    with pytest.raises(InventoryError) as info:
+        cluster_of(1, 1, **data)
+    assert any(p.startswith(message) for p in info.value.problems), info.value.problems
