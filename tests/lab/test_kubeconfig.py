@@ -1,8 +1,10 @@
 """Steps 3 and 4 against the lab, for real: admin.conf for the login user, then the
 kubeconfig on the bastion (and through a tunnel on the operator), with real kubectl.
 
-Runs after the kubespray stand-in has deployed (the module fixture deploys if needed;
-kubespray skips when nothing changed since its last successful run and the cluster is healthy).
+The module fixture runs the kubespray stand-in (``--force``: whatever an earlier module
+deployed) with ``lab_admin_conf_server: localhost``, so admin.conf says
+``https://127.0.0.1:6443`` as kubespray up to v2.30 writes it: the classic failure. The
+stand-in's default is v2.31's form, the node's own address (tested here too).
 """
 
 from __future__ import annotations
@@ -57,8 +59,9 @@ def put_bastion_config(state: lab.LabState, text: str) -> None:
 
 @pytest.fixture(scope="module")
 def config(lab_env: lab.LabState, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    path = write_config(lab_env, tmp_path_factory.mktemp("kubeconfig-config"))
-    deployed = invoke_kubespray(path)
+    path = write_config(lab_env, tmp_path_factory.mktemp("kubeconfig-config"),
+                        kubespray_vars={"lab_admin_conf_server": "localhost"})
+    deployed = invoke_kubespray(path, "--force")
     assert deployed.code == 0, deployed.stderr[-2000:]
     yield path
 

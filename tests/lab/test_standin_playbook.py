@@ -1,20 +1,22 @@
 """The kubespray stand-in (lab/kubespray) run for real: from the bastion, over SSH, to the nodes.
 
 What kubebastion's kubespray step does, done by hand: the kubespray directory and a
-wheelhouse of its requirements.txt land in the lab user's home on the bastion, a venv is
-built there without network, an inventory in kubespray's v2.31 format is written, and
-``ansible-playbook -i inventory/lab/hosts.yaml cluster.yml -b`` runs as the lab user with
-host key checking ON. Torn down with reset.yml; ssh control masters are closed.
+wheelhouse of its requirements.txt (real kubespray v2.31.0's: ansible 11.13.0 and friends,
+downloaded once into kubebastion's operator-side cache) land in the lab user's home on the
+bastion, a venv is built there without network, an inventory in kubespray's v2.31 format is
+written, and ``ansible-playbook -i inventory/lab/hosts.yaml cluster.yml -b`` runs as the lab
+user with host key checking ON. Torn down with reset.yml; ssh control masters are closed.
 """
 
 from __future__ import annotations
 
+import json
+import platform
 import pwd
 import re
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,12 +27,16 @@ import yaml
 from cryptography import x509
 
 import lab
+from kubebastion.kubespray.bastion import BastionFacts
+from kubebastion.kubespray.wheelhouse import wheelhouse_for
 
 pytestmark = pytest.mark.lab
 
 REPO = Path(__file__).resolve().parents[2]
 KUBESPRAY = REPO / "lab" / "kubespray"
-WHEELHOUSE = REPO / "lab" / "state" / "standin-wheelhouse"
+#: kubebastion's operator-side wheel cache (as tests/lab/test_kubespray.py uses it): keyed by
+#: the requirements and the bastion's Python, so no lab test downloads the wheels twice.
+WHEELHOUSE_CACHE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
 WORK = "standin-test"
 EXTRA_SANS = ["198.18.0.2", "k8s-api.lab.test"]  # under the lab user's home on the bastion
 SSH_ARGS = "-o StrictHostKeyChecking=yes -o UserKnownHostsFile={known_hosts} "
@@ -80,12 +86,15 @@ def recap(output: str) -> dict[str, dict[str, int]]:
             for host, counts in rows}
 
 
-def write_inventory(bastion: Bastion, name: str, etcd: list[str] | None = None) -> None:
+def write_inventory(bastion: Bastion, name: str, etcd: list[str] | None = None,
+                    ips: dict[str, str] | None = None) -> None:
+    """The lab in kubespray's inventory format; ``ips`` overrides some hosts' ``ip``."""
     state = bastion.state
     cps = [h.name for h in state.nodes if h.role == "control_plane"]
     workers = [h.name for h in state.nodes if h.role == "worker"]
+    ips = {h.name: h.private_address for h in state.nodes} | (ips or {})
     inventory = {"all": {
-        "hosts": {h.name: {"ansible_host": h.private_address, "ip": h.private_address,
+        "hosts": {h.name: {"ansible_host": h.private_address, "ip": ips[h.name],
                            "access_ip": h.private_address} for h in state.nodes},
         "children": {
             "kube_control_plane": {"hosts": dict.fromkeys(cps)},
@@ -103,33 +112,44 @@ def write_inventory(bastion: Bastion, name: str, etcd: list[str] | None = None) 
     subprocess.run(["chown", "-R", f"{state.user}:", str(inv)], check=True)
 
 
+def bastion_python_facts() -> BastionFacts:
+    """What decides the bastion's wheels: the lab bastion runs this machine's python3."""
+    probe = subprocess.run(
+        ["/usr/bin/python3", "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+        capture_output=True, text=True, check=True)
+    return BastionFacts(home="/", user="", python=probe.stdout.strip(),
+                        machine=platform.machine(), libc=" ".join(platform.libc_ver()), git=False)
+
+
 @pytest.fixture(scope="module")
 def bastion(lab_env: lab.LabState) -> Iterator[Bastion]:
     """The stand-in installed on the bastion, as kubebastion's kubespray step would do it."""
-    if not any(WHEELHOUSE.glob("ansible_core-2.18.19-*.whl")):
-        pip = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(WHEELHOUSE),
-                              "-r", str(KUBESPRAY / "requirements.txt")],
-                             capture_output=True, text=True, timeout=600)
-        assert pip.returncode == 0, pip.stderr
+    wheelhouse = wheelhouse_for(WHEELHOUSE_CACHE, (KUBESPRAY / "requirements.txt").read_bytes(),
+                                bastion_python_facts())
     home = pwd.getpwnam(lab_env.user).pw_dir
     b = Bastion(lab_env, home, lab_env.bastion.host_dir / home.lstrip("/"))
     b.put(KUBESPRAY, f"{WORK}/kubespray")
-    b.put(WHEELHOUSE, f"{WORK}/wheelhouse")
+    b.put(wheelhouse, f"{WORK}/wheelhouse")
     for src, rel in ((lab_env.private_key, "standin_id"),
                      (lab_env.known_hosts, "standin_known_hosts")):
         shutil.copy(src, b.host_home / ".ssh" / rel)
         subprocess.run(["chown", f"{lab_env.user}:", str(b.host_home / ".ssh" / rel)], check=True)
     (b.host_home / ".ssh" / "standin_id").chmod(0o600)
     write_inventory(b, "lab")
+    started = time.monotonic()
     venv = b.sh(f"cd {WORK} && /usr/bin/python3 -m venv venv && venv/bin/pip install -q "
                 "--no-index --find-links wheelhouse -r kubespray/requirements.txt 2>&1")
     assert venv.returncode == 0, venv.stdout + venv.stderr
+    size = b.sh(f"du -sm {WORK}/venv", timeout=60).stdout.split()[0]
+    print(f"venv from the real requirements: {time.monotonic() - started:.1f} s, {size} MB")
     try:
         yield b
     finally:
         b.playbook("reset.yml", "-e", "skip_confirmation=true")
-        b.sh("for s in .ansible/cp/*; do [ -S \"$s\" ] && ssh -o ControlPath=\"$s\" -O exit x; "
-             f"done; rm -rf {WORK} .ssh/standin_id .ssh/standin_known_hosts", timeout=60)
+        b.sh("for s in .ansible/cp/*; do [ -S \"$s\" ] && timeout 10 ssh -o ControlPath=\"$s\" "
+             "-O exit x; "
+             f"done; rm -rf {WORK} .ssh/standin_id .ssh/standin_known_hosts",
+             timeout=300)  # the real venv: ~580 MB, tens of thousands of files
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +173,8 @@ def test_first_run_deploys_and_every_node_is_ready(
         tmp_path: Path) -> None:
     result, seconds = first_run
     assert result.returncode == 0, result.stdout[-4000:]
-    print(f"first run: {seconds:.1f} s")
+    print(f"first run: {seconds:.1f} s; profile_tasks' summary:")
+    print(result.stdout[result.stdout.rfind("=" * 20):])
     state = bastion.state
     counts = recap(result.stdout)
     assert set(counts) == {h.name for h in state.nodes}
@@ -162,7 +183,7 @@ def test_first_run_deploys_and_every_node_is_ready(
         st = lab.host_exec(state, cp.name, ["stat", "-c", "%a %U %G", "/etc/kubernetes/admin.conf"])
         assert st.stdout.split() == ["600", "root", "root"]
         kc = yaml.safe_load((cp.host_dir / "etc-kubernetes" / "admin.conf").read_text())
-        assert kc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
+        assert kc["clusters"][0]["cluster"]["server"] == f"https://{cp.private_address}:6443"
         kubeconfig = admin_kubeconfig(state, cp, tmp_path)
         deadline, out = time.monotonic() + 30, ""
         while time.monotonic() < deadline:
@@ -206,8 +227,51 @@ def test_even_etcd_count_fails_validation(
     write_inventory(bastion, "even-etcd", etcd=etcd)
     result = bastion.playbook("cluster.yml", inventory="even-etcd")
     assert result.returncode != 0
-    assert "Stop if even number of etcd hosts" in result.stdout
-    assert "etcd needs an odd number of members" in result.stdout
+    assert "TASK [validate_inventory : Stop if even number of etcd hosts]" in result.stdout
+    assert not (bastion.host_home / WORK / "kubespray" / "inventory" / "even-etcd" / "artifacts"
+                ).exists()
+
+
+#: kubespray v2.31.0's own validate_inventory stops these before anything is installed.
+INVALID = {
+    "kube_version below the window": (
+        {"kube_version": "1.32.0"}, "Stop if unsupported version of Kubernetes"),
+    "kube_version above the window": (
+        {"kube_version": "1.35.5"}, "Download_file | Check if requested Kubernetes are supported"),
+    "string boolean": (
+        {"download_run_once": "false"}, "Stop if known booleans are set as strings"),
+    "subnet not a network": (
+        {"kube_pods_subnet": "10.233.64.1"}, "Check that kube_pods_subnet is a network range"),
+    "pods subnet inside the services'": (  # the only overlap kubespray's check catches
+        {"kube_pods_subnet": "10.233.0.0/20"},
+        "Check that kube_pods_subnet does not collide with kube_service_addresses"),
+}
+
+
+@pytest.mark.parametrize("variables,task", INVALID.values(), ids=INVALID.keys())
+def test_real_validation_stops_bad_variables(
+        bastion: Bastion, first_run: tuple[subprocess.CompletedProcess[str], float],
+        variables: dict[str, str], task: str) -> None:
+    result = bastion.playbook("cluster.yml", "-e", json.dumps(variables))
+    assert result.returncode != 0
+    assert f"TASK [validate_inventory : {task}" in result.stdout, result.stdout[-3000:]
+    assert "PLAY [Install the control plane]" not in result.stdout
+    assert any(c["failed"] >= 1 for c in recap(result.stdout).values())
+
+
+def test_kube_version_is_v231s_default_and_the_api_reports_it(
+        bastion: Bastion, first_run: tuple[subprocess.CompletedProcess[str], float],
+        tmp_path: Path) -> None:
+    assert first_run[0].returncode == 0
+    state = bastion.state
+    cp = next(h for h in state.nodes if h.role == "control_plane")
+    kubeconfig = admin_kubeconfig(state, cp, tmp_path)
+    version = lab.exec_in(state.bastion.namespace, ["kubectl", f"--kubeconfig={kubeconfig}",
+                                                    "version", "-o", "json"])
+    assert json.loads(version.stdout)["serverVersion"]["gitVersion"] == "v1.35.4"
+    nodes = lab.exec_in(state.bastion.namespace, ["kubectl", f"--kubeconfig={kubeconfig}",
+                                                  "get", "nodes", "--no-headers"])
+    assert {line.split()[4] for line in nodes.stdout.splitlines()} == {"v1.35.4"}
 
 
 def test_host_keys_are_checked(
@@ -249,12 +313,45 @@ def test_kubeconfig_localhost_writes_artifacts_admin_conf(
     assert len(nodes.stdout.split()) == len(bastion.state.nodes)
 
 
-def test_admin_conf_server_can_be_the_node_address(
+def test_admin_conf_server_can_be_v230s_localhost(
         bastion: Bastion, first_run: tuple[subprocess.CompletedProcess[str], float]) -> None:
     assert first_run[0].returncode == 0
     cp = next(h for h in bastion.state.nodes if h.role == "control_plane")
-    result = bastion.playbook("cluster.yml", "-e", "lab_admin_conf_server=node_address")
+    result = bastion.playbook("cluster.yml", "-e", "lab_admin_conf_server=localhost")
     assert result.returncode == 0, result.stdout[-4000:]
     kc = yaml.safe_load((cp.host_dir / "etc-kubernetes" / "admin.conf").read_text())
-    assert kc["clusters"][0]["cluster"]["server"] == f"https://{cp.private_address}:6443"
+    assert kc["clusters"][0]["cluster"]["server"] == "https://127.0.0.1:6443"
     assert recap(result.stdout)[cp.name]["changed"] == 1  # admin.conf only
+
+
+def test_tags_facts_asserts_check_every_node_and_install_nothing(
+        bastion: Bastion, first_run: tuple[subprocess.CompletedProcess[str], float]) -> None:
+    """kubespray's quick checks, as real v2.31.0 runs them: facts, validation and
+    kubernetes/preinstall's assertions (the vendored files), nothing else."""
+    result = bastion.playbook("cluster.yml", "--tags", "facts,asserts")
+    assert result.returncode == 0, result.stdout[-4000:]
+    counts = recap(result.stdout)
+    assert set(counts) == {h.name for h in bastion.state.nodes}
+    assert all(c["failed"] == c["changed"] == c["unreachable"] == 0 and c["ok"] > 0
+               for c in counts.values()), result.stdout[-4000:]
+    for task in ("validate_inventory : Stop if even number of etcd hosts",
+                 "kubernetes/preinstall : Stop if non systemd OS type",
+                 "kubernetes/preinstall : Stop if ip var does not match local ips",
+                 "kubernetes/preinstall : Stop if access_ip is not pingable"):
+        assert f"TASK [{task}]" in result.stdout
+    assert "TASK [lab_cluster :" not in result.stdout
+
+
+def test_an_ip_that_is_not_the_hosts_own_is_stopped_by_preinstall(
+        bastion: Bastion, first_run: tuple[subprocess.CompletedProcess[str], float]) -> None:
+    victim = next(h for h in bastion.state.nodes if h.role == "worker")
+    foreign = "198.18.255.254"  # in the lab's range, on no lab host
+    write_inventory(bastion, "foreign-ip", ips={victim.name: foreign})
+    result = bastion.playbook("cluster.yml", inventory="foreign-ip")
+    assert result.returncode != 0
+    task = "TASK [kubernetes/preinstall : Stop if ip var does not match local ips]"
+    assert task in result.stdout
+    failed = result.stdout[result.stdout.index(task):].split("TASK [", 2)[1]
+    assert f"fatal: [{victim.name}]" in failed and f"do not contain '{foreign}'" in failed
+    assert recap(result.stdout)[victim.name]["failed"] == 1
+    assert "PLAY [Install the control plane]" not in result.stdout

@@ -1,4 +1,5 @@
-"""The playbook's output parsers on captured ansible-core 2.18 output, and the run script's
+"""The playbook's output parsers on captured ansible-core 2.18 output (some with kubespray
+v2.31's profile_tasks callback), and the run script's
 mechanics (live lines, exit code, lock, timeout, password file) with a stand-in
 ansible-playbook run through a real local shell."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import threading
 import time
@@ -76,6 +78,31 @@ def test_unreachable_in_a_loop_reports_the_items_reason() -> None:
     assert failure.host == "k8s-w1" and failure.unreachable
     assert failure.task == "lab_cluster : Lab | create directories"
     assert failure.message.startswith("Failed to connect to the host via ssh: Connection timed")
+
+
+#: kubespray v2.31's ansible.cfg enables profile_tasks: a timing line after every play and
+#: task banner's results, and after the recap a timing line, a rule and the slowest tasks.
+_PROFILE_LINE = re.compile(r"^\w+day \d+ \w+ \d{4} .*\*+ ?$|^=+ ?$| -{2,} \d+\.\d+s$")
+
+
+def test_profile_tasks_output_of_a_failed_validation() -> None:
+    """Captured from ansible 11.13.0 with real kubespray v2.31.0's ansible.cfg and
+    boilerplate.yml, run with kubebastion's environment, ``-e kube_version=1.32.0``."""
+    text = case("profile_tasks_fail")
+    summary = parse_playbook_output(text)
+    assert summary.recap == {"node1": HostRecap(ok=7, failed=1, skipped=1),
+                             "node2": HostRecap(ok=1, failed=1, skipped=1)}
+    assert summary.errors == [] and len(summary.failures) == 2
+    decisive = {f.host: f for f in summary.decisive_failures()}
+    assert decisive["node1"].play == "Inventory setup and validation"
+    assert decisive["node1"].task == (
+        "validate_inventory : Stop if unsupported version of Kubernetes")
+    assert decisive["node1"].message == (
+        "The current release of Kubespray only support newer version of Kubernetes than "
+        "1.33.0 - You are trying to apply 1.32.0")
+    profile = [line for line in text.splitlines() if _PROFILE_LINE.search(line)]
+    assert len(profile) >= 20  # the timing lines and the summary are there...
+    assert all(progress_event(line) is None for line in profile)  # ...and never shown as events
 
 
 HOST_KEY_CHANGED = (

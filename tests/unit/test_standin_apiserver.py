@@ -126,7 +126,7 @@ def test_kubectl_get_nodes_shows_status_roles_and_version(cluster: Cluster) -> N
     rows = node_rows(cluster)
     assert rows["cp-0"][1:3] == ["Ready", "control-plane"]
     assert rows["worker-0"][1:3] == ["Ready", "<none>"]
-    assert rows["cp-0"][4] == rows["worker-0"][4] == "v1.32.0"
+    assert rows["cp-0"][4] == rows["worker-0"][4] == "v1.35.4"
     assert re.fullmatch(r"\d+s|\d+m\d*s?", rows["cp-0"][3])
     wide = cluster.kubectl("get", "nodes", "-o", "wide")
     assert "INTERNAL-IP" in wide.stdout and "198.18.1.100" in wide.stdout
@@ -145,7 +145,7 @@ def test_kubectl_get_node_json(cluster: Cluster) -> None:
 def test_kubectl_version_and_cluster_info(cluster: Cluster) -> None:
     version = cluster.kubectl("version")
     assert version.returncode == 0, version.stderr
-    assert "Server Version: v1.32.0" in version.stdout
+    assert "Server Version: v1.35.4" in version.stdout
     info = cluster.kubectl("cluster-info")
     assert info.returncode == 0, info.stderr
     assert f"is running at https://127.0.0.1:{cluster.port}" in info.stdout
@@ -159,7 +159,7 @@ def test_python_client_lists_nodes(cluster: Cluster) -> None:
     assert {"cp-0", "worker-0"} <= set(nodes)
     ready = {c.type: c.status for c in nodes["worker-0"].status.conditions}
     assert ready == {"Ready": "True"}
-    assert nodes["worker-0"].status.node_info.kubelet_version == "v1.32.0"
+    assert nodes["worker-0"].status.node_info.kubelet_version == "v1.35.4"
     assert api.read_node("cp-0").metadata.labels["kubernetes.io/hostname"] == "cp-0"
 
 

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--ca", required=True)
     p.add_argument("--role", action="append", default=[], help="e.g. control-plane")
     p.add_argument("--address", default="", help="InternalIP")
-    p.add_argument("--kubelet-version", default="v1.32.0")
+    p.add_argument("--kubelet-version", default="v1.35.4")
     p.add_argument("--interval", type=float, default=2.0)
     a = p.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 JSON = dict[str, Any]
-VERSION = "v1.32.0"
+VERSION = "v1.35.4"
 NODE_RE_PREFIX = "/api/v1/nodes/"
 HEARTBEAT_PREFIX = "/lab/v1/nodes/"
 NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")

@@ -1,26 +1,10 @@
-"""Jinja filters the stand-in uses instead of the ansible.utils collection (and netaddr)."""
+"""Jinja filters of the stand-in's install phase (the inventory checks are real kubespray's,
+with ansible.utils and netaddr from the real requirements)."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Mapping
 from typing import Any
-
-
-def is_network(value: Any) -> bool:
-    """True for a network range such as 10.233.0.0/18 (host bits zero)."""
-    try:
-        return "/" in str(value) and bool(ipaddress.ip_network(str(value)))
-    except ValueError:
-        return False
-
-
-def networks_overlap(a: str, b: str) -> bool:
-    return ipaddress.ip_network(a, strict=False).overlaps(ipaddress.ip_network(b, strict=False))
-
-
-def nth_address(cidr: str, n: int) -> str:
-    return str(ipaddress.ip_network(cidr, strict=False)[int(n)])
 
 
 def url_host(address: str) -> str:
@@ -41,9 +25,6 @@ def node_addresses(names: list[str], hostvars: Mapping[str, Any]) -> list[dict[s
 class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
-            "lab_is_network": is_network,
-            "lab_networks_overlap": networks_overlap,
-            "lab_nth_address": nth_address,
             "lab_url_host": url_host,
             "lab_node_addresses": node_addresses,
         }
