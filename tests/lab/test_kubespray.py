@@ -165,7 +165,7 @@ def test_first_run_uploads_builds_renders_and_plays(first_run: Invocation,
     assert playbook["exit_code"] == 0 and playbook["failed_hosts"] == []
     assert set(playbook["recap"]) == {n.name for n in lab_env.nodes}
     # live progress went to stderr while the JSON waited for the end
-    assert "PLAY Prepare the nodes" in first_run.stderr and "TASK " in first_run.stderr
+    assert "PLAY Prepare for etcd install" in first_run.stderr and "TASK " in first_run.stderr
     health = first_run.document["health"]
     assert health["healthy"], health
 

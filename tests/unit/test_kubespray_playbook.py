@@ -105,6 +105,26 @@ def test_profile_tasks_output_of_a_failed_validation() -> None:
     assert all(progress_event(line) is None for line in profile)  # ...and never shown as events
 
 
+def test_profile_tasks_output_of_a_whole_stand_in_run() -> None:
+    """Captured from kubebastion's own log of ``invoke kubespray`` on the lab: the v2.31
+    stand-in's cluster.yml with ansible 11.13.0 and the real ansible.cfg."""
+    text = case("profile_tasks_ok")
+    summary = parse_playbook_output(text)
+    assert summary.recap == {
+        "k8s-m0": HostRecap(ok=62, changed=12, skipped=33),
+        "k8s-w0": HostRecap(ok=41, changed=7, skipped=21),
+        "k8s-w1": HostRecap(ok=41, changed=7, skipped=21)}
+    assert summary.failures == [] and summary.errors == [] and summary.failed_hosts == []
+    events = [e for e in map(progress_event, text.splitlines()) if e is not None]
+    assert [e.text for e in events if e.kind == "play"] == [
+        "Check Ansible version", "Inventory setup and validation", "Install bastion ssh config",
+        "Bootstrap hosts for Ansible", "Gather facts", "Prepare for etcd install",
+        "Install the control plane", "Invoke kubeadm and install a CNI",
+        "Install Kubernetes apps"]
+    assert {e.kind for e in events} == {"play", "task", "recap"}
+    assert sum(e.kind == "task" for e in events) == text.count("\nTASK [")
+
+
 HOST_KEY_CHANGED = (
     "Data could not be sent to remote host \"198.18.1.101\". Make sure this host can be "
     "reached over ssh: @@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@\r\n"
