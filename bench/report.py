@@ -89,6 +89,7 @@ def render(results: dict[str, Any], series: list[Series]) -> str:
         "",
     ]
     out += scale_goals(series)
+    out += _sshd_defaults(results)
     out += _targets(results, series, top)
     out += _lab_up(results)
     out += _fetch(results)
@@ -191,6 +192,25 @@ def scale_goals(series: list[Series]) -> list[str]:
                        f"{per_host:.0f} KB/host; {kb60.peak_rss_kb / 1024:.0f} MB at "
                        f"{kb60.hosts} hosts; each host past N = 60 adds {marginal:.0f} KB | "
                        "reported |")
+    return [*out, ""]
+
+
+def _sshd_defaults(results: dict[str, Any]) -> list[str]:
+    """bench/sshd_defaults.py: N = 200 against a bastion sshd with stock limits."""
+    found = results.get("sshd_defaults")
+    if not found:
+        return []
+    out = [f"### N = {found['n']} with a stock bastion sshd", "",
+           f"{found['settings']} (the lab's sshds allow MaxStartups 200:30:400, MaxSessions "
+           "200), workload A interleaved, by `bench/sshd_defaults.py`. Bastion sshd log: "
+           + ", ".join(f"{k}: {v}" for k, v in found["bastion_sshd_log"].items()) + ".", "",
+           "| tool | runs ok | wall s (each run) | bastion logins per run |", "|---|---|---|---|"]
+    for tool in dict.fromkeys(r["tool"] for r in found["runs"]):
+        runs = [r for r in found["runs"] if r["tool"] == tool]
+        ok = sum(r["rc"] == 0 for r in runs)
+        out.append(f"| {TOOL_LABELS.get(tool, tool)} | {ok} of {len(runs)} | "
+                   + ", ".join(f"{r['wall']:.2f}" for r in runs) + " | "
+                   + ", ".join(str(r["bastion_logins"]) for r in runs) + " |")
     return [*out, ""]
 
 

@@ -7,7 +7,8 @@ This builds a lab of N (1 control plane + N-1 workers), puts the bastion's sshd 
 OpenSSH's defaults for both (the two lines removed, sshd reloaded with SIGHUP), and runs
 workload A with kubebastion, the raw-Paramiko floor and pyinfra, interleaved. What it
 shows: which tool a stock bastion stops, and so which setting lifts it. Results in
-bench/work/sshd-defaults.json (bench/report.py renders them in results.md).
+bench/work/sshd-defaults.json, and in bench/work/results.json when there is one
+(``bench/run --report-only`` then renders them in results.md).
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ def main() -> int:
     path = bench.WORK / "sshd-defaults.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
+    if bench.RESULTS_JSON.exists():  # `bench/run --report-only` shows it in results.md
+        results = json.loads(bench.RESULTS_JSON.read_text())
+        results["sshd_defaults"] = out
+        bench.RESULTS_JSON.write_text(json.dumps(results, indent=1))
     print(json.dumps(out["bastion_sshd_log"]), flush=True)
     return 0
 

@@ -59,3 +59,15 @@ def test_sizes_above_60_run_only_the_big_tools_on_workload_a(sizes: list[int]) -
                                ["A", "B"], [30], ["kubebastion", "floor"])
     assert phases[-1] == (200, "kubebastion,floor", ["A"])
     assert (sizes[0], "kubebastion,floor,pyinfra", ["A", "B"]) in phases
+
+
+def test_the_stock_sshd_table_names_each_tools_failures() -> None:
+    found = {"n": 200, "settings": "OpenSSH defaults", "bastion_sshd_log": {"dropped": 51},
+             "runs": [{"tool": "kubebastion", "rep": 0, "wall": 6.1, "rc": 0,
+                       "bastion_logins": 1},
+                      {"tool": "pyinfra", "rep": 0, "wall": 25.9, "rc": 1,
+                       "bastion_logins": 182}]}
+    lines = report._sshd_defaults({"sshd_defaults": found})
+    assert "| kubebastion | 1 of 1 | 6.10 | 1 |" in lines
+    assert "| pyinfra | 0 of 1 | 25.90 | 182 |" in lines
+    assert report._sshd_defaults({}) == []
