@@ -45,7 +45,9 @@ from tests.labgate import require_lab
 REPO = Path(__file__).resolve().parents[2]
 PREFIX = os.environ.get("KUBEBASTION_RELIABILITY_PREFIX") or "kbr"
 BIG_PREFIX = PREFIX[:9] + "l"
-STATE_ROOT = REPO / "lab" / "state"
+# lab/state in the checkout, or the lab's own fallback when the checkout sits where lab
+# hosts cannot see it (under /tmp, /root or /home): the same rule as every other lab.
+STATE_ROOT = lab.DEFAULT_STATE_DIR
 RESULTS = STATE_ROOT / "reliability" / "results.json"
 SUITE = "tests/reliability/"
 
