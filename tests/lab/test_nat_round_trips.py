@@ -25,7 +25,7 @@ import paramiko
 import pytest
 
 import lab
-from kubebastion.nat import MANAGED_FILES
+from kubebastion.nat import MANAGED_FILES, SYSCTL_DROPIN
 from kubebastion.report import CHANGED, OK, HostOutcome
 from kubebastion.runtime import build_run
 from kubebastion.steps.nat import run_nat
@@ -124,3 +124,19 @@ def test_nat_repairs_one_lost_file_in_four_round_trips(bare_bastion: lab.LabStat
     assert row.status == CHANGED, row
     assert sorted(managed_files(bare_bastion).split()) == sorted(MANAGED_FILES)
     assert counts["sessions"] <= 4 and counts["execs"] <= 3, counts
+
+
+def test_a_file_not_ours_at_one_of_our_paths_is_backed_up_before_it_is_replaced(
+        bare_bastion: lab.LabState) -> None:
+    fresh = lab.load_state(bare_bastion.state_dir) or bare_bastion
+    theirs = "# someone else's forwarding setting\nnet.ipv4.ip_forward = 1\n"
+    lab.host_exec(fresh, "bastion", ["sh", "-c", f"cat > {SYSCTL_DROPIN}"], input=theirs)
+    row, counts = nat_once(bare_bastion)
+    assert row.status == CHANGED, row
+    assert counts["sessions"] <= 4, counts
+    listing = lab.host_exec(fresh, "bastion", ["sh", "-c", f"for f in {SYSCTL_DROPIN}.*; do "
+                                               'echo "== $f"; cat "$f"; done']).stdout
+    assert f"== {SYSCTL_DROPIN}.kubebastion-backup-" in listing, listing
+    assert theirs in listing
+    ours = lab.host_exec(fresh, "bastion", ["cat", SYSCTL_DROPIN]).stdout
+    assert "Managed by kubebastion" in ours
