@@ -129,11 +129,20 @@ def limited(run: Run, limit: Sequence[str]) -> Run:
     return Run(nornir=nornir, cluster=run.cluster, config_path=run.config_path)
 
 
-def _preflight(run: Run) -> StepReport:
+def _preflight(run: Run, options: DeployOptions) -> StepReport:
+    """Every host: login, sudo, python3. With the kubespray step ahead, also the bastion's
+    Python for kubespray's venv, so a bastion that cannot run this kubespray stops here,
+    before anything is cloned or uploaded."""
+    from kubebastion.kubespray.deploy import settings_for
     from kubebastion.report import outcomes
+    from kubebastion.steps.kubespray import check_bastion_python
 
-    return StepReport(PREFLIGHT, "", rows=outcomes(run.nornir.run(task=check_host,
-                                                                   name=PREFLIGHT)))
+    rows = outcomes(run.nornir.run(task=check_host, name=PREFLIGHT))
+    if KUBESPRAY in options.steps:
+        settings = options.kubespray or settings_for(run)
+        rows += outcomes(run.nornir.filter(name=run.cluster.bastion.name).run(
+            task=check_bastion_python, name="bastion python", settings=settings))
+    return StepReport(PREFLIGHT, "", rows=rows)
 
 
 def _kubespray_step(run: Run, options: DeployOptions,
@@ -213,7 +222,7 @@ def _run_step(name: str, run: Run, options: DeployOptions,
               progress: Callable[[ProgressEvent], None] | None,
               report: DeployReport) -> StepReport:
     if name == PREFLIGHT:
-        return _preflight(run)
+        return _preflight(run, options)
     if name == NAT:
         return StepReport(NAT, "", rows=run_nat(run))
     if name == EGRESS:

@@ -9,28 +9,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubebastion.errors import StepError
+from kubebastion.remote import quote
 
-FACTS_COMMAND = "\n".join([
-    'printf "home=%s\\n" "$HOME"',
-    'printf "user=%s\\n" "$(id -un)"',
-    "python3 - <<'EOF' 2>/dev/null || echo python=",
-    "import platform, sys",
-    'print("python=%d.%d.%d" % sys.version_info[:3])',
-    'print("machine=" + platform.machine())',
-    'print("libc=" + " ".join(platform.libc_ver()))',
-    "EOF",
-    'if command -v git >/dev/null 2>&1; then echo git=yes; else echo git=no; fi',
-])
+
+def facts_command(python: str = "python3") -> str:
+    """One exec: the facts, with ``python`` (the interpreter chosen for the venv) giving
+    the Python version and platform, and telling whether it can make a venv (Debian and
+    Ubuntu leave ``ensurepip`` out until ``python3.X-venv`` is installed)."""
+    py = quote(python)
+    return "\n".join([
+        'printf "home=%s\\n" "$HOME"',
+        'printf "user=%s\\n" "$(id -un)"',
+        f"{py} - <<'EOF' 2>/dev/null || echo python=",
+        "import platform, sys",
+        'print("python=%d.%d.%d" % sys.version_info[:3])',
+        'print("machine=" + platform.machine())',
+        'print("libc=" + " ".join(platform.libc_ver()))',
+        "EOF",
+        f"if {py} -c 'import venv, ensurepip' >/dev/null 2>&1; then echo venv=yes; "
+        "else echo venv=no; fi",
+        'if command -v git >/dev/null 2>&1; then echo git=yes; else echo git=no; fi',
+    ])
+
+
+FACTS_COMMAND = facts_command()
 
 
 @dataclass(frozen=True)
 class BastionFacts:
     home: str
     user: str
-    python: str  # "3.11.2", "" when python3 is missing
+    python: str  # "3.11.2", "" when the interpreter is missing (see kubespray.python)
     machine: str  # "x86_64", "aarch64"
     libc: str  # "glibc 2.36", "" when unknown (musl)
     git: bool
+    venv: bool = True  # the interpreter can create a venv (ensurepip is there)
 
     @property
     def python_minor(self) -> str:
@@ -47,9 +60,7 @@ def parse_facts(stdout: str) -> BastionFacts:
     home = values.get("home", "")
     if not home.startswith("/"):
         raise StepError(f"cannot tell the bastion user's home folder (got {home!r})")
-    if not values.get("python"):
-        raise StepError("python3 is missing on the bastion: ansible needs it "
-                        "(install python3 and python3-venv)")
-    return BastionFacts(home=home, user=values.get("user", ""), python=values["python"],
+    return BastionFacts(home=home, user=values.get("user", ""),
+                        python=values.get("python", ""),
                         machine=values.get("machine", ""), libc=values.get("libc", ""),
-                        git=values.get("git") == "yes")
+                        git=values.get("git") == "yes", venv=values.get("venv") == "yes")

@@ -31,7 +31,10 @@ DEFAULT_READY_TIMEOUT = 180.0
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _KEYS = {"version", "source", "checkout_dir", "venv_dir", "wheelhouse", "timeout",
-         "ready_timeout", "log_dir", "remote_log_dir"}
+         "ready_timeout", "log_dir", "remote_log_dir", "python"}
+#: The bastion's interpreter for the venv: a command name or an absolute path.
+DEFAULT_PYTHON = "python3"
+_PYTHON = re.compile(r"^(/[A-Za-z0-9._+/-]+|[A-Za-z0-9][A-Za-z0-9._+-]*)$")
 _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
 
@@ -82,6 +85,7 @@ class KubespraySettings:
     log_dir: Path
     remote_log_dir: str
     force: bool = False
+    python: str = DEFAULT_PYTHON
 
 
 def is_git_url(value: str) -> bool:
@@ -160,6 +164,7 @@ def settings_from(
                                                            or DEFAULT_LOG_DIR),
         remote_log_dir=_remote_dir(data, "remote_log_dir", DEFAULT_REMOTE_LOG_DIR),
         force=force,
+        python=_python(data),
     )
 
 
@@ -169,6 +174,14 @@ def _text(data: Mapping[str, Any], key: str) -> str | None:
         return None
     if not isinstance(value, str):
         raise ConfigError(f"kubespray setting {key} must be a string, not {value!r}")
+    return value
+
+
+def _python(data: Mapping[str, Any]) -> str:
+    value = _text(data, "python") or DEFAULT_PYTHON
+    if not _PYTHON.fullmatch(value):
+        raise ConfigError(f"kubespray setting python {value!r} must be a command name "
+                          "(python3.11) or an absolute path (/usr/bin/python3.11)")
     return value
 
 

@@ -24,6 +24,12 @@ class VenvState:
     has_ansible: bool
     is_venv: bool  # the folder holds a pyvenv.cfg
     exists: bool
+    python: str = ""  # the venv's own Python version, "" when unknown
+
+    def made_by(self, python: str) -> bool:
+        """Made by that Python minor version (or unknown): a venv made by another one is
+        rebuilt when the ``python`` setting changes."""
+        return not self.python or self.python.split(".")[:2] == python.split(".")[:2]
 
     @property
     def up_to_date(self) -> bool:
@@ -46,6 +52,9 @@ def state_command(venv_dir: str, checkout_dir: str) -> str:
         f"if [ -x {quote(str(v / 'bin/ansible-playbook'))} ]; then echo ansible=yes; fi",
         f"if [ -f {quote(str(v / 'pyvenv.cfg'))} ]; then echo venv=yes; fi",
         f"if [ -e {quote(venv_dir)} ]; then echo exists=yes; fi",
+        f"if [ -x {quote(str(v / 'bin/python3'))} ]; then printf 'python=%s\\n' "
+        f"\"$({quote(str(v / 'bin/python3'))} -c 'import sys; "
+        "print(\"%d.%d.%d\" % sys.version_info[:3])' 2>/dev/null)\"; fi",
     ])
 
 
@@ -60,11 +69,12 @@ def parse_state(stdout: str) -> VenvState:
         has_ansible=values.get("ansible") == "yes",
         is_venv=values.get("venv") == "yes",
         exists=values.get("exists") == "yes",
+        python=values.get("python", ""),
     )
 
 
 def build_command(venv_dir: str, checkout_dir: str, requirements_sha256: str,
-                  find_links: str | None) -> str:
+                  find_links: str | None, python: str = "python3") -> str:
     """Create (or clear) the venv and install the requirements, from PyPI or, with
     ``find_links``, only from that folder of wheels."""
     v = PurePosixPath(venv_dir)
@@ -73,7 +83,7 @@ def build_command(venv_dir: str, checkout_dir: str, requirements_sha256: str,
     return "\n".join([
         "set -e",
         f"rm -f {quote(str(v / MARKER))}",
-        f"python3 -m venv --clear {quote(venv_dir)}",
+        f"{quote(python)} -m venv --clear {quote(venv_dir)}",
         f"{pip} install --disable-pip-version-check --quiet{offline} "
         f"-r {quote(requirements_path(checkout_dir))}",
         f"printf '%s\\n' {quote(requirements_sha256)} > {quote(str(v / MARKER))}",

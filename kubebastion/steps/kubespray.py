@@ -27,14 +27,16 @@ from kubebastion.kubespray import playbook as pb
 from kubebastion.kubespray import source as src
 from kubebastion.kubespray import venv as venvs
 from kubebastion.kubespray import wheelhouse as wh
-from kubebastion.kubespray.bastion import FACTS_COMMAND, BastionFacts, parse_facts
+from kubebastion.kubespray.bastion import BastionFacts, facts_command, parse_facts
 from kubebastion.kubespray.inventory import (
     inventory_dir,
     render_kubespray_inventory,
     text_diff,
 )
 from kubebastion.kubespray.layout import RemoteLayout
+from kubebastion.kubespray.python import python_problems
 from kubebastion.kubespray.settings import (
+    DEFAULT_PYTHON,
     GitSource,
     KubespraySettings,
     TarballSource,
@@ -63,10 +65,30 @@ _UPLOAD_TIMEOUT = 900.0
 _PIP_TIMEOUT = 1800.0
 
 
-def gather_bastion_facts(task: Task) -> Result:
-    """Home folder, python3, machine, libc and git of the bastion user (read-only)."""
-    facts = parse_facts(run(shell_for(task), FACTS_COMMAND, timeout=60).stdout)
+def gather_bastion_facts(task: Task, python: str = DEFAULT_PYTHON) -> Result:
+    """Home folder, Python (the venv's interpreter), machine, libc and git of the bastion
+    user (read-only)."""
+    facts = parse_facts(run(shell_for(task), facts_command(python), timeout=60).stdout)
     return Result(host=task.host, result=facts)
+
+
+def _version_label(settings: KubespraySettings) -> str:
+    """The kubespray version to check the Python against: the tag to clone, or the
+    upload's VERSION file (else its name, as ``kubespray-2.31.0.tar.gz``)."""
+    if isinstance(settings.source, GitSource):
+        return settings.source.version
+    return src.local_version_label(settings.source)
+
+
+def check_bastion_python(task: Task, settings: KubespraySettings) -> Result:
+    """Preflight: the bastion's chosen Python can build this kubespray's venv (read-only,
+    so it runs before anything is cloned or uploaded)."""
+    facts: BastionFacts = gather_bastion_facts(task, settings.python).result
+    problems = python_problems(facts, settings.python, _version_label(settings))
+    summary = f"{settings.python}: Python {facts.python or 'missing'}"
+    return Result(host=task.host, failed=bool(problems), diff="; ".join(problems),
+                  result={"python": facts.python, "interpreter": settings.python,
+                          "summary": summary})
 
 
 def ensure_kubespray_source(task: Task, settings: KubespraySettings,
@@ -137,13 +159,13 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
                           diff=f"would build {layout.venv} once the checkout is there")
         raise StepError(f"{layout.checkout}/requirements.txt is missing on the bastion")
     wanted = hashlib.sha256(requirements).hexdigest()
-    if state.built_from == wanted and state.has_ansible:
+    if state.built_from == wanted and state.has_ansible and state.made_by(facts.python):
         return Result(host=task.host, result={
             "requirements": wanted[:12], "requirements_sha256": wanted,
             "summary": f"built from these requirements (sha256 {wanted[:12]})"})
     venvs.check_replaceable(state, layout.venv)
     origin = (f"the wheelhouse {settings.wheelhouse}" if settings.wheelhouse else "PyPI")
-    action = (f"python3 -m venv --clear {layout.venv} && pip install -r "
+    action = (f"{settings.python} -m venv --clear {layout.venv} && pip install -r "
               f"{venvs.requirements_path(layout.checkout)} from {origin}")
     if task.is_dry_run():
         return Result(host=task.host, changed=True, diff=f"would run: {action}")
@@ -151,7 +173,8 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
     if settings.wheelhouse is not None:
         find_links = _upload_wheelhouse(shell, settings.wheelhouse, requirements, facts,
                                         layout)
-    result = run(shell, venvs.build_command(layout.venv, layout.checkout, wanted, find_links),
+    result = run(shell, venvs.build_command(layout.venv, layout.checkout, wanted, find_links,
+                                            settings.python),
                  check=False, timeout=_PIP_TIMEOUT)
     if not result.ok:
         raise StepError(f"{task.host.name}: building {layout.venv} failed: "
@@ -240,7 +263,11 @@ def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
                       operator_known_hosts: Mapping[str, Path]) -> Result:
     """Everything the playbook needs on the bastion, one sub-result per part.
     ``operator_known_hosts``: see ``operator_known_hosts_files``."""
-    facts: BastionFacts = task.run(task=gather_bastion_facts, name="facts").result
+    facts: BastionFacts = task.run(task=gather_bastion_facts, name="facts",
+                                   python=settings.python).result
+    problems = python_problems(facts, settings.python, _version_label(settings))
+    if problems:  # before anything is cloned or uploaded
+        raise StepError("; ".join(problems))
     source = task.run(task=ensure_kubespray_source, name=SOURCE, settings=settings,
                       facts=facts)[0].result
     venv = task.run(task=ensure_kubespray_venv, name=VENV, settings=settings,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import time
@@ -505,6 +506,63 @@ def test_api_port_reaches_kubespray_and_is_what_kubebastion_probes(
         fetch(config)
     assert restored.code == 0 and restored.document["health"]["healthy"], restored.document
     assert ":6443 " in as_root(lab_env, cp.name, "ss -ltnH").stdout
+
+
+#: Stands in for an Ubuntu 22.04 python3: reports 3.10 where the facts ask, else python3.
+PYTHON_310 = """#!/bin/sh
+if [ "$1" = "-" ]; then python3 - | sed 's/^python=.*/python=3.10.12/'; exit; fi
+exec python3 "$@"
+"""
+#: A supported Python without its venv package (Debian's python3 without python3-venv).
+PYTHON_NO_VENV = """#!/bin/sh
+case "$*" in *ensurepip*) echo "No module named 'ensurepip'" >&2; exit 1;; esac
+exec python3 "$@"
+"""
+
+
+def test_a_bastion_python_kubespray_cannot_use_fails_preflight(
+        first_run: Invocation, lab_env: lab.LabState, tmp_path: Path) -> None:
+    """The chosen interpreter is checked against the kubespray version's range (and for
+    ensurepip) in deploy's preflight and, for ``invoke kubespray`` alone, before anything
+    is uploaded; the message names the fix."""
+    home = f"/home/{lab_env.user}"
+    marker = as_root(lab_env, "bastion", f"cat {home}/kubespray/{MARKER}").stdout
+    for name, script in (("py310", PYTHON_310), ("py-no-venv", PYTHON_NO_VENV)):
+        as_root(lab_env, "bastion", f"printf '%s' {shlex.quote(script)} > {home}/{name} && "
+                f"chmod 755 {home}/{name}")
+    other = tmp_path / "kubespray-copy"  # a source that would be uploaded
+    subprocess.run(["cp", "-a", str(STAND_IN), str(other)], check=True)
+    (other / "EDITED").write_text("not to be uploaded\n")
+    for name, message in (
+            ("py310", f"the bastion's {home}/py310 is Python 3.10.12; kubespray v2.31 needs "
+                      "3.11-3.13 on the controller (its docs/ansible/ansible.md): install "
+                      "one, e.g. on Ubuntu 22.04 `sudo apt install python3.11 "
+                      "python3.11-venv`, and set kubespray python: python3.11"),
+            ("py-no-venv", f"the bastion's {home}/py-no-venv (Python 3.")):
+        folder = tmp_path / name
+        write_config(lab_env, folder)
+        defaults_file = folder / "inventory" / "defaults.yaml"
+        defaults = yaml.safe_load(defaults_file.read_text())
+        defaults["data"]["kubespray"] = {"source": str(other), "wheelhouse": str(WHEELHOUSE),
+                                         "python": f"{home}/{name}"}
+        defaults_file.write_text(yaml.safe_dump(defaults))
+        config_file = folder / "nornir_config.yaml"
+        proc = subprocess.run([INVOKE, "deploy", "--config", str(config_file), "--json",
+                               "--steps", "preflight,kubespray"], cwd=REPO,
+                              capture_output=True, text=True, timeout=300, check=False)
+        report = json.loads(proc.stdout)
+        assert proc.returncode == 1 and report["failed_step"] == "preflight", report
+        preflight = report["steps"][0]
+        failed = [r for r in preflight["hosts"] if r["status"] == "failed"]
+        assert [r["host"] for r in failed] == ["bastion"], preflight
+        assert failed[0]["detail"].startswith(message), failed[0]["detail"]
+        alone = invoke_kubespray(config_file)
+        assert alone.code == 1 and not alone.rows("source"), alone.document["rows"]
+        assert message in json.dumps(alone.document["rows"]), alone.document["rows"]
+    # the last one, without ensurepip, names the package to install
+    assert "install its venv package, e.g. `sudo apt install python3." in failed[0]["detail"]
+    # nothing was uploaded: the checkout is the one of the earlier runs
+    assert as_root(lab_env, "bastion", f"cat {home}/kubespray/{MARKER}").stdout == marker
 
 
 def test_library_api_second_run_reports_no_change(first_run: Invocation, config: Path,

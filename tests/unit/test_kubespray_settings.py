@@ -82,6 +82,13 @@ def test_inventory_paths_are_relative_to_the_config(tmp_path: Path,
         DEFAULT_WHEELHOUSE.expanduser())
 
 
+def test_python_setting(tmp_path: Path) -> None:
+    assert settings_from(None, tmp_path).python == "python3"
+    assert settings_from({"python": "python3.11"}, tmp_path).python == "python3.11"
+    assert settings_from({"python": "/opt/py/bin/python3"}, tmp_path).python == (
+        "/opt/py/bin/python3")
+
+
 def test_sources(tmp_path: Path) -> None:
     tarball = tmp_path / "kubespray-2.31.0.tar.gz"
     tarball.write_bytes(b"")
@@ -103,8 +110,10 @@ def test_sources(tmp_path: Path) -> None:
     ({"checkout_dir": "~"}, "must be an absolute path or start with ~/"),
     ({"wheelhouse": 3}, "wheelhouse must be a folder or true"),
     ({"source": 3}, "source must be a string"),
+    ({"python": "python3; rm -rf ~"}, "python 'python3; rm -rf ~' must be a command name"),
+    ({"python": "bin/python3"}, "must be a command name (python3.11) or an absolute path"),
 ], ids=["typo", "missing", "not-kubespray", "version", "zero", "bool", "relative", "home",
-        "wheelhouse", "type"])
+        "wheelhouse", "type", "python-shell", "python-relative"])
 def test_bad_settings(tmp_path: Path, data: dict[str, Any], message: str) -> None:
     (tmp_path / "notkubespray").mkdir()
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -124,8 +133,7 @@ def test_facts_from_this_machine() -> None:
 
 
 def test_facts_errors() -> None:
-    with pytest.raises(StepError, match="python3 is missing"):
-        parse_facts("home=/home/u\npython=\n")
+    assert parse_facts("home=/home/u\npython=\n").python == ""  # kubespray.python says so
     with pytest.raises(StepError, match="home folder"):
         parse_facts("python=3.11.2\n")
 
