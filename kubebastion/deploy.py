@@ -20,6 +20,7 @@ from kubebastion.kubespray.deploy import KubesprayReport, deploy_kubespray
 from kubebastion.kubespray.playbook import ProgressEvent
 from kubebastion.kubespray.settings import KubespraySettings
 from kubebastion.report import CHANGED, FAILED, OK, SKIPPED, HostOutcome, describe_exception
+from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
 from kubebastion.steps.admin_conf import run_admin_conf
 from kubebastion.steps.check import check_host
@@ -164,8 +165,14 @@ def _kubespray_step(run: Run, options: DeployOptions,
 def deploy(run: Run, options: DeployOptions | None = None, *,
            on_step: StepListener | None = None,
            progress: Callable[[ProgressEvent], None] | None = None) -> DeployReport:
-    """Run the selected steps in order; stop at the first failure (later steps: skipped)."""
-    options = options or DeployOptions()
+    """Run the selected steps in order, holding the cluster's lock; stop at the first
+    failure (later steps: skipped)."""
+    with cluster_lock(run, "deploy"):
+        return _deploy(run, options or DeployOptions(), on_step, progress)
+
+
+def _deploy(run: Run, options: DeployOptions, on_step: StepListener | None,
+            progress: Callable[[ProgressEvent], None] | None) -> DeployReport:
     dry_run = bool(run.nornir.data.dry_run)
     report = DeployReport(cluster=run.cluster.name, dry_run=dry_run)
     started = time.monotonic()

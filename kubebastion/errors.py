@@ -70,3 +70,7 @@ class KubeconfigError(KubeBastionError):
 
 class CertificateSANError(KubeBastionError):
     """The API address is not in the API server certificate's SANs."""
+
+
+class RunLockedError(KubeBastionError):
+    """Another run holds the cluster's lock on the bastion; nothing was changed."""

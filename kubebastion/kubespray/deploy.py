@@ -8,7 +8,6 @@ returned report has one row per part and host, in the order things happened.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,10 +19,11 @@ from nornir.plugins.runners import SerialRunner
 from kubebastion.errors import ConfigError
 from kubebastion.kubespray import applied
 from kubebastion.kubespray.health import ClusterHealth, cluster_health, poll_health
-from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent
+from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent, run_stamp
 from kubebastion.kubespray.settings import KubespraySettings, settings_from
 from kubebastion.kubespray.sshtrust import BastionKey
 from kubebastion.report import CHANGED, FAILED, OK, HostOutcome, describe_exception
+from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
 from kubebastion.secrets import redact
 from kubebastion.steps.kubespray import (
@@ -105,6 +105,14 @@ def deploy_kubespray(run: Run, settings: KubespraySettings, *,
                      on_line: Callable[[str], None] | None = None,
                      progress: Callable[[ProgressEvent], None] | None = None,
                      ) -> KubesprayReport:
+    """The kubespray step, holding the cluster's lock (see ``kubebastion.runlock``)."""
+    with cluster_lock(run, "kubespray"):
+        return _deploy_kubespray(run, settings, on_line, progress)
+
+
+def _deploy_kubespray(run: Run, settings: KubespraySettings,
+                      on_line: Callable[[str], None] | None,
+                      progress: Callable[[ProgressEvent], None] | None) -> KubesprayReport:
     cluster, nornir = run.cluster, run.nornir
     report = KubesprayReport()
     bastion = cluster.bastion.name
@@ -140,7 +148,7 @@ def deploy_kubespray(run: Run, settings: KubespraySettings, *,
             "and the cluster is healthy (--force runs it anyway)", {"part": PLAYBOOK}))
         return report
 
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    stamp = run_stamp()
     # Serial: the playbook streams in this (the main) thread, so Ctrl-C reaches the task,
     # which stops the remote playbook instead of leaving it running.
     played = nornir.filter(name=bastion).with_runner(SerialRunner()).run(

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
@@ -280,6 +282,13 @@ class PlaybookPaths:
     log: str
     pid_file: str
     lock_file: str
+
+
+def run_stamp(now: float | None = None) -> str:
+    """The name of one run's logs: the UTC second, and a random part, as two runs started
+    in the same second (from two operators' machines) must never write to one log."""
+    second = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    return f"{second}-{secrets.token_hex(3)}"
 
 
 def playbook_paths(checkout_dir: str, venv_dir: str, log_dir: str, stamp: str) -> PlaybookPaths:

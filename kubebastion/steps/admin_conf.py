@@ -15,6 +15,7 @@ from nornir.core.task import Result, Task
 from kubebastion.errors import StepError
 from kubebastion.remote import backup_suffix, quote, run
 from kubebastion.report import HostOutcome, outcomes
+from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
 from kubebastion.shell import shell_for
 
@@ -111,4 +112,5 @@ def run_admin_conf(run: Run) -> list[HostOutcome]:
     """install_admin_conf on every control plane."""
     names = {n.name for n in run.cluster.control_planes}
     selected = run.nornir.filter(filter_func=lambda host: host.name in names)
-    return outcomes(selected.run(task=install_admin_conf, name="admin-conf"))
+    with cluster_lock(run, "admin-conf"):
+        return outcomes(selected.run(task=install_admin_conf, name="admin-conf"))

@@ -39,6 +39,7 @@ from kubebastion.packages import (
     probe_targets,
 )
 from kubebastion.report import HostOutcome, outcomes
+from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
 from kubebastion.shell import HostShell, shell_for
 
@@ -161,5 +162,7 @@ def run_nat(run: Run, *, remove: bool = False) -> list[HostOutcome]:
     """configure_nat on the bastion of ``run`` (dry run if ``run`` was built dry)."""
     name = run.cluster.bastion.name
     bastion = run.nornir.filter(filter_func=lambda host: host.name == name)
-    results = bastion.run(task=configure_nat, name="nat", cluster=run.cluster, remove=remove)
+    with cluster_lock(run, "nat"):
+        results = bastion.run(task=configure_nat, name="nat", cluster=run.cluster,
+                              remove=remove)
     return outcomes(results)

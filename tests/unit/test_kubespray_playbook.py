@@ -326,3 +326,11 @@ def test_stream_deadline_returns_none(checkout: Path) -> None:
     result = stream_command(LocalShell("bastion", 60), "echo start; sleep 20", lambda _: None,
                             timeout=1)
     assert result.exit_code is None and result.output == "start\n"
+
+
+def test_two_runs_started_in_the_same_second_get_different_log_names() -> None:
+    from kubebastion.kubespray.playbook import run_stamp
+
+    first, second = run_stamp(1_764_433_880.0), run_stamp(1_764_433_880.0)
+    assert first != second
+    assert first.startswith("20251129T163120Z-") and second.startswith("20251129T163120Z-")
