@@ -17,7 +17,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from rich.markup import escape
 
-from kubebastion import secrets
+from kubebastion import interrupt, secrets
 from kubebastion.console import (
     console,
     err_console,
@@ -48,12 +48,17 @@ def exit_for(exc: KubeBastionError) -> Exit:
 
 
 def exits_cleanly(func: F) -> F:
-    """Our errors end a task with a message and an exit code, never a traceback."""
+    """Our errors end a task with a message and an exit code, never a traceback; Ctrl-C
+    stops what runs on the hosts and says so in one line (exit 130)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with interrupt.handling_interrupts():
+                return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise Exit(interrupt.summary(func.__name__.replace("_", "-")),
+                       interrupt.INTERRUPTED_CODE) from None
         except KubeBastionError as exc:
             raise exit_for(exc) from None
 
@@ -143,12 +148,14 @@ def nat(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False, remove:
             "timeout": "playbook timeout in seconds (default: the kubespray timeout "
                        "setting, 3600)", "log_dir": "local copy of the logs",
             "json": "machine-readable output",
+            "attach": "only wait for a playbook that a lost run left running, and report it",
             "ask_sudo_password": "prompt for the sudo password"})
 @exits_cleanly
 def kubespray(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
               force: bool = False, render_to: str = "", source: str = "", version: str = "",
               wheelhouse: str = "", timeout: Seconds = 0, log_dir: str = "",
-              json: bool = False, ask_sudo_password: bool = False) -> None:
+              json: bool = False, attach: bool = False,
+              ask_sudo_password: bool = False) -> None:
     """Run kubespray from the bastion: checkout, venv, inventory, SSH trust, cluster.yml."""
     from kubebastion.kubespray import deploy, display, inventory
 
@@ -164,7 +171,8 @@ def kubespray(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
                                        wheelhouse=wheelhouse or None, timeout=timeout or None,
                                        log_dir=log_dir or None, force=force)
         report = deploy.deploy_kubespray(
-            run, settings, progress=display.ProgressPrinter(err_console if json else console))
+            run, settings, progress=display.ProgressPrinter(err_console if json else console),
+            attach_only=attach)
     finally:
         run.close()
     if json:

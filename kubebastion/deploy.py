@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubebastion.errors import ConfigError, KubeBastionError
+from kubebastion.interrupt import set_stage
 from kubebastion.kubespray.deploy import KubesprayReport, deploy_kubespray
 from kubebastion.kubespray.playbook import ProgressEvent
 from kubebastion.kubespray.settings import KubespraySettings
@@ -191,6 +192,7 @@ def _deploy(run: Run, options: DeployOptions, on_step: StepListener | None,
             continue
         if on_step:
             on_step(name, None)
+        set_stage(f"step {name}")
         step_started = time.monotonic()
         step_run = narrowed if name in LIMITABLE else run
         try:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import fabric
 import paramiko
@@ -22,9 +23,14 @@ from nornir.core.configuration import Config
 from nornir.core.inventory import Host
 from nornir.core.task import Task
 
-from kubebastion.channel_send import eof_unless_closed, send_unless_closed
+from kubebastion.channel_send import (
+    eof_unless_closed,
+    send_unless_closed,
+    signal_unless_closed,
+)
 from kubebastion.connection import CONNECTION_NAME
 from kubebastion.errors import SSHError
+from kubebastion.interrupt import running
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,7 @@ class SSHShell:
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"{self.name}: connection lost: {exc or type(exc).__name__}"
                            ) from None
-        with channel:
+        with channel, running(self.name, lambda: signal_unless_closed(channel)):
             # Never sendall/shutdown_write here: see kubebastion.channel_send.
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                 if stdin is not None:
@@ -136,15 +142,20 @@ class LocalShell:
 
     def run(self, command: str, *, stdin: str | None = None,
             timeout: float | None = None) -> CommandResult:
-        try:
-            proc = subprocess.run(
-                ["/bin/sh", "-c", command], input=stdin if stdin is not None else "",
-                capture_output=True, text=True, timeout=timeout or self.command_timeout,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
-            return CommandResult(None, _text(exc.stdout), _text(exc.stderr))
-        return CommandResult(proc.returncode, proc.stdout, proc.stderr)
+        """In a session of its own, like a command over SSH: Ctrl-C in a terminal does not
+        reach it, ``kubebastion.interrupt`` stops it (and all it started) instead."""
+        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        with running(self.name, lambda: kill_session(proc)):
+            try:
+                out, err = proc.communicate(stdin if stdin is not None else "",
+                                            timeout=timeout or self.command_timeout)
+            except subprocess.TimeoutExpired:
+                kill_session(proc, signal.SIGKILL)
+                out, err = proc.communicate()
+                return CommandResult(None, _text(out), _text(err))
+        return CommandResult(proc.returncode, out, err)
 
     def put(self, data: bytes, path: str, *, exclusive: bool = False) -> None:
         target = Path(path).expanduser()
@@ -166,6 +177,12 @@ class LocalShell:
 
     def get(self, path: str) -> bytes:
         return Path(path).expanduser().read_bytes()
+
+
+def kill_session(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None:
+    """Signal a local command started with ``start_new_session`` and all it started."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
 
 
 _STDERR_DRAIN = 0.1  # seconds: how long stdout may block before stderr is drained

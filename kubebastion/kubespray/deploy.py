@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any
 
 from nornir.core.task import AggregatedResult
@@ -17,7 +18,9 @@ from nornir.core.task import Result as NornirResult
 from nornir.plugins.runners import SerialRunner
 
 from kubebastion.errors import ConfigError
-from kubebastion.kubespray import applied
+from kubebastion.kubespray import applied, attach
+from kubebastion.kubespray.attach import RunningPlaybook
+from kubebastion.kubespray.bastion import BastionFacts
 from kubebastion.kubespray.health import ClusterHealth, cluster_health, poll_health
 from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent, run_stamp
 from kubebastion.kubespray.settings import KubespraySettings, settings_from
@@ -27,6 +30,8 @@ from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
 from kubebastion.secrets import redact
 from kubebastion.steps.kubespray import (
+    RUNNING,
+    attach_kubespray_playbook,
     authorize_bastion_key,
     operator_known_hosts_files,
     prepare_kubespray,
@@ -79,7 +84,8 @@ def _rows(results: AggregatedResult, part: str | None = None) -> list[HostOutcom
     for host, multi in sorted(results.items()):
         subs = list(multi[1:])
         if subs:
-            rows += [_row(host, r.name or "", r) for r in subs if r.name != "facts"]
+            rows += [_row(host, r.name or "", r) for r in subs
+                     if r.failed or r.name not in ("facts", RUNNING)]
             if multi[0].failed and not any(r.failed for r in subs):
                 rows.append(_row(host, part or multi[0].name or "", multi[0]))
         else:
@@ -104,20 +110,22 @@ def health_row(health: ClusterHealth) -> HostOutcome:
 def deploy_kubespray(run: Run, settings: KubespraySettings, *,
                      on_line: Callable[[str], None] | None = None,
                      progress: Callable[[ProgressEvent], None] | None = None,
-                     ) -> KubesprayReport:
-    """The kubespray step, holding the cluster's lock (see ``kubebastion.runlock``)."""
+                     attach_only: bool = False) -> KubesprayReport:
+    """The kubespray step, holding the cluster's lock (see ``kubebastion.runlock``). A
+    playbook that a lost run left running is waited for instead of starting one (see
+    ``kubespray.attach``); ``attach_only``: only that, nothing else is done."""
     with cluster_lock(run, "kubespray"):
-        return _deploy_kubespray(run, settings, on_line, progress)
+        return _deploy_kubespray(run, settings, on_line, progress, attach_only)
 
 
 def _deploy_kubespray(run: Run, settings: KubespraySettings,
                       on_line: Callable[[str], None] | None,
-                      progress: Callable[[ProgressEvent], None] | None) -> KubesprayReport:
+                      progress: Callable[[ProgressEvent], None] | None,
+                      attach_only: bool) -> KubesprayReport:
     cluster, nornir = run.cluster, run.nornir
     report = KubesprayReport()
     bastion = cluster.bastion.name
     node_names = {n.name for n in cluster.nodes}
-    dry_run = bool(nornir.data.dry_run)
 
     prepared = nornir.filter(name=bastion).run(
         task=prepare_kubespray, name="kubespray: bastion", settings=settings, cluster=cluster,
@@ -126,6 +134,13 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
     if prepared[bastion].failed:
         return report
     facts = prepared[bastion][0].result["facts"]
+    running: RunningPlaybook | None = prepared[bastion][0].result["running"]
+    if running is not None:
+        return _attach(run, settings, report, running, on_line, progress)
+    if attach_only:
+        report.rows.append(HostOutcome(bastion, OK, "no kubespray playbook runs on the "
+                                       "bastion: nothing to attach to", {"part": PLAYBOOK}))
+        return report
     key: BastionKey = prepared[bastion][0].result["key"]
     desired: dict[str, str] = prepared[bastion][0].result["desired"]
     report.reasons = applied.reasons_to_run(prepared[bastion][0].result["recorded"], desired)
@@ -154,14 +169,45 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
     played = nornir.filter(name=bastion).with_runner(SerialRunner()).run(
         task=run_kubespray_playbook, name=PLAYBOOK, settings=settings, cluster=cluster,
         facts=facts, stamp=stamp, on_line=on_line, progress=progress)
+    return _after_playbook(run, settings, report, played, (facts, desired))
+
+
+def _attach(run: Run, settings: KubespraySettings, report: KubesprayReport,
+            running: RunningPlaybook, on_line: Callable[[str], None] | None,
+            progress: Callable[[ProgressEvent], None] | None) -> KubesprayReport:
+    """A lost run's playbook is running: this cluster's is waited for (and then this run
+    goes on as if it had started it), another's stops this run."""
+    bastion = run.cluster.bastion.name
+    if not running.known or running.cluster != run.cluster.name:
+        lock = str(PurePosixPath(running.log or "~/kubebastion-logs/x").parent
+                   / "kubespray.lock")
+        report.rows.append(HostOutcome(bastion, FAILED, attach.describe_other(
+            running, lock, run.cluster.name), {"part": PLAYBOOK}))
+        return report
+    played = run.nornir.filter(name=bastion).with_runner(SerialRunner()).run(
+        task=attach_kubespray_playbook, name=PLAYBOOK, settings=settings, running=running,
+        on_line=on_line, progress=progress)
+    # Not recorded as applied (see ``applied``): that playbook ran from the lost run's
+    # state, which this run cannot vouch for; the next run plays again.
+    return _after_playbook(run, settings, report, played, None)
+
+
+def _after_playbook(run: Run, settings: KubespraySettings, report: KubesprayReport,
+                    played: AggregatedResult,
+                    record: tuple[BastionFacts, dict[str, str]] | None) -> KubesprayReport:
+    """The playbook's row; unless it failed, its record (``record``: the facts and the
+    desired state it was started from), then wait for the cluster to be healthy."""
+    cluster, nornir = run.cluster, run.nornir
+    bastion = cluster.bastion.name
     result = played[bastion][0]
     if isinstance(result.result, PlaybookOutcome):
         report.playbook = result.result
     report.rows += [_with_reasons(row, report.reasons) for row in _rows(played, PLAYBOOK)]
-    if played.failed or dry_run:
+    if played.failed or run.nornir.data.dry_run:
         return report
-    if report.playbook is not None and applied.complete_success(
+    if record is not None and report.playbook is not None and applied.complete_success(
             report.playbook, [n.name for n in cluster.nodes]):
+        facts, desired = record
         recorded = nornir.filter(name=bastion).run(
             task=record_applied, name="record the run", settings=settings, cluster=cluster,
             facts=facts, desired=desired)

@@ -231,7 +231,7 @@ def describe_failure(summary: PlaybookSummary, exit_code: int | None, log_paths:
     if exit_code is None or exit_code in TIMED_OUT_CODES:
         head = f"the playbook timed out after {timeout:g} s (set kubespray timeout / --timeout)"
     elif exit_code == LOCKED_CODE:
-        head = "another kubespray run holds the lock on the bastion; wait for it to finish"
+        head = "another kubespray run started a playbook on the bastion just now; wait for it"
     else:
         head = f"ansible-playbook exited {exit_code}"
     parts = [head]
@@ -244,7 +244,8 @@ def describe_failure(summary: PlaybookSummary, exit_code: int | None, log_paths:
     if missing:
         parts.append(f"failed hosts without a failure line: {', '.join(missing)}")
     parts += [f"error: {e}" for e in summary.errors[-3:]]
-    parts.append(f"log: {log_paths}")
+    if log_paths:
+        parts.append(f"log: {log_paths}")
     return "; ".join(parts)
 
 
@@ -282,6 +283,8 @@ class PlaybookPaths:
     log: str
     pid_file: str
     lock_file: str
+    run_file: str  # while it runs: pid, log, exit file, cluster (see ``attach``)
+    exit_file: str  # its exit status, written when it ends (read by a re-attached run)
 
 
 def run_stamp(now: float | None = None) -> str:
@@ -298,6 +301,8 @@ def playbook_paths(checkout_dir: str, venv_dir: str, log_dir: str, stamp: str) -
         log=str(logs / f"kubespray-{stamp}.log"),
         pid_file=str(logs / "kubespray.pid"),
         lock_file=str(logs / "kubespray.lock"),
+        run_file=str(logs / "kubespray.run"),
+        exit_file=str(logs / f"kubespray-{stamp}.exit"),
     )
 
 
@@ -314,10 +319,13 @@ def playbook_argv(venv_dir: str, cluster_name: str) -> list[str]:
 
 def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, str],
                     timeout: float) -> str:
-    log, pid = quote(paths.log), quote(paths.pid_file)
+    """The playbook in the background, followed live. Its process keeps running when our
+    connection dies (so does this script, waiting for it to write its exit status): the
+    next run re-attaches to it (``attach``)."""
+    log, pid, run_file = quote(paths.log), quote(paths.pid_file), quote(paths.run_file)
     argv = " ".join(quote(a) for a in playbook_argv(paths.venv_dir, cluster_name))
     exports = " ".join(f"{k}={quote(v)}" for k, v in env.items())
-    cleanup = f"rm -f {pid}"
+    cleanup = f"rm -f {pid} {run_file}"
     if "ANSIBLE_BECOME_PASSWORD_FILE" in env:
         cleanup += f" {quote(env['ANSIBLE_BECOME_PASSWORD_FILE'])}"
     return "\n".join([
@@ -325,8 +333,9 @@ def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, s
         "umask 077",
         private_dir_command(str(PurePosixPath(paths.log).parent)),
         f"exec 9>>{quote(paths.lock_file)}",
-        f"if ! flock -n 9; then printf 'kubebastion: another kubespray run holds %s\\n' "
-        f"{quote(paths.lock_file)}; exit {LOCKED_CODE}; fi",
+        f"if ! flock -n 9; then printf 'kubebastion: another kubespray run holds %s "
+        f"(log: %s)\\n' {quote(paths.lock_file)} \"$(sed -n 's/^log=//p' {run_file} "
+        f"2>/dev/null)\"; exit {LOCKED_CODE}; fi",
         f"trap {quote(cleanup)} EXIT",
         f"cd {quote(paths.checkout_dir)} || exit 1",
         f": > {log}",
@@ -334,9 +343,14 @@ def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, s
         f"timeout -k {_KILL_GRACE} {int(timeout)} {argv} < /dev/null >> {log} 2>&1 &",
         "pid=$!",
         f"echo $pid > {pid}",
+        f"printf 'pid=%s\\nlog=%s\\nexit=%s\\ncluster=%s\\nstarted=%s\\n' \"$pid\" {log} "
+        f"{quote(paths.exit_file)} {quote(cluster_name)} \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\" "
+        f"> {run_file}",
         f"tail -n +1 -s 0.2 --pid=$pid -f {log}",
         "wait $pid",
-        "exit $?",
+        "rc=$?",
+        f"printf '%s\\n' \"$rc\" > {quote(paths.exit_file)}",
+        'exit "$rc"',
     ])
 
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import paramiko
 
-from kubebastion.channel_send import eof_unless_closed
+from kubebastion.channel_send import eof_unless_closed, signal_unless_closed
 from kubebastion.errors import SSHError
+from kubebastion.interrupt import running
 from kubebastion.secrets import redact
-from kubebastion.shell import HostShell, LocalShell, SSHShell
+from kubebastion.shell import HostShell, LocalShell, SSHShell, kill_session
 
 LineHandler = Callable[[str], None]
 _CHUNK = 65536
@@ -61,20 +62,29 @@ class _LineSplitter:
 
 
 def stream_command(shell: HostShell, command: str, on_line: LineHandler,
-                   timeout: float) -> StreamResult:
-    """Run ``command`` with stdin closed, calling ``on_line`` for each output line."""
+                   timeout: float, *, stop_first: str | None = None) -> StreamResult:
+    """Run ``command`` with stdin closed, calling ``on_line`` for each output line.
+
+    Interrupted (see ``kubebastion.interrupt``), the command's process group is signalled;
+    ``stop_first`` is run before that, for what the command put in a group of its own
+    (``timeout`` does so with the playbook)."""
     splitter = _LineSplitter(on_line)
+
+    def before_stop() -> None:
+        if stop_first is not None:
+            shell.run(stop_first, timeout=30)
+
     if isinstance(shell, SSHShell):
-        code = _stream_ssh(shell, command, splitter, timeout)
+        code = _stream_ssh(shell, command, splitter, timeout, before_stop)
     elif isinstance(shell, LocalShell):
-        code = _stream_local(command, splitter, timeout)
+        code = _stream_local(shell.name, command, splitter, timeout, before_stop)
     else:
         raise TypeError(f"cannot stream a command through {type(shell).__name__}")
     return StreamResult(code, splitter.text())
 
 
 def _stream_ssh(shell: SSHShell, command: str, splitter: _LineSplitter,
-                timeout: float) -> int | None:
+                timeout: float, before_stop: Callable[[], None]) -> int | None:
     transport = shell.connection.client.get_transport()
     if transport is None or not transport.is_active():
         raise SSHError(f"{shell.name}: connection closed")
@@ -87,24 +97,14 @@ def _stream_ssh(shell: SSHShell, command: str, splitter: _LineSplitter,
         raise SSHError(f"{shell.name}: cannot start command: {exc}") from None
     deadline = time.monotonic() + timeout
     channel.settimeout(_POLL)
+
+    def stop() -> None:
+        before_stop()
+        signal_unless_closed(channel)
+
     try:
-        while True:
-            if time.monotonic() > deadline:
-                splitter.feed(b"", final=True)
-                return None
-            try:
-                data = channel.recv(_CHUNK)
-            except TimeoutError:
-                continue
-            if not data:
-                break
-            splitter.feed(data)
-        splitter.feed(b"", final=True)
-        while not channel.exit_status_ready():
-            if time.monotonic() > deadline or channel.closed:
-                return None
-            time.sleep(0.05)
-        return channel.recv_exit_status()
+        with running(shell.name, stop):
+            return _follow(channel, splitter, deadline)
     except (OSError, EOFError, paramiko.SSHException) as exc:
         raise SSHError(f"{shell.name}: connection lost during a long command: "
                        f"{exc or type(exc).__name__}") from None
@@ -112,9 +112,44 @@ def _stream_ssh(shell: SSHShell, command: str, splitter: _LineSplitter,
         channel.close()
 
 
-def _stream_local(command: str, splitter: _LineSplitter, timeout: float) -> int | None:
+def _follow(channel: paramiko.Channel, splitter: _LineSplitter, deadline: float
+            ) -> int | None:
+    while True:
+        if time.monotonic() > deadline:
+            splitter.feed(b"", final=True)
+            return None
+        try:
+            data = channel.recv(_CHUNK)
+        except TimeoutError:
+            continue
+        if not data:
+            break
+        splitter.feed(data)
+    splitter.feed(b"", final=True)
+    while not channel.exit_status_ready():
+        if time.monotonic() > deadline or channel.closed:
+            return None
+        time.sleep(0.05)
+    return channel.recv_exit_status()
+
+
+def _stream_local(name: str, command: str, splitter: _LineSplitter, timeout: float,
+                  before_stop: Callable[[], None]) -> int | None:
     proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    assert proc.stdout is not None
+
+    def stop() -> None:
+        before_stop()
+        kill_session(proc)
+
+    with running(name, stop):
+        return _follow_local(proc, splitter, timeout)
+
+
+def _follow_local(proc: subprocess.Popen[bytes], splitter: _LineSplitter,
+                  timeout: float) -> int | None:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     selector = selectors.DefaultSelector()

@@ -2,8 +2,17 @@
 
 The venv carries a marker holding the sha256 of the requirements it was built from; when
 the checkout's requirements hash the same and ``ansible-playbook`` is there, nothing is
-done. Otherwise the venv is rebuilt from scratch (``venv --clear``: no leftovers from
-another ansible), and the marker is written last, so an interrupted build is redone.
+done. Otherwise a new venv is built beside the one in use, in
+``<venv_dir>.kubebastion-<id>``, and swapped in only when complete: ``<venv_dir>`` is a
+symlink to the build, replaced by a rename. (A venv cannot be built in one place and
+moved: its scripts name their interpreter by absolute path. Hence the link.)
+
+An interrupted build (Ctrl-C, a lost connection) leaves only such a folder, which is not
+what the link points at: the next run recognises it as ours by its name and removes it.
+Before, the venv was rebuilt in place with ``venv --clear``, and an interrupt left a
+folder that was no venv any more, which every later run refused to touch. A real folder at
+``<venv_dir>`` (a venv made by hand, or by an older kubebastion) is kept as
+``<venv_dir>.previous`` when the first link replaces it.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ from kubebastion.errors import StepError
 from kubebastion.remote import quote
 
 MARKER = ".kubebastion-requirements.sha256"
+BUILD_INFIX = ".kubebastion-"
 
 
 @dataclass(frozen=True)
@@ -25,6 +35,8 @@ class VenvState:
     is_venv: bool  # the folder holds a pyvenv.cfg
     exists: bool
     python: str = ""  # the venv's own Python version, "" when unknown
+    is_link: bool = False  # <venv_dir> is a symlink (to one of our builds)
+    leftovers: tuple[str, ...] = ()  # our build folders the link does not point at
 
     def made_by(self, python: str) -> bool:
         """Made by that Python minor version (or unknown): a venv made by another one is
@@ -41,8 +53,13 @@ def requirements_path(checkout_dir: str) -> str:
     return str(PurePosixPath(checkout_dir) / "requirements.txt")
 
 
+def build_dir(venv_dir: str, build_id: str) -> str:
+    return f"{venv_dir}{BUILD_INFIX}{build_id}"
+
+
 def state_command(venv_dir: str, checkout_dir: str) -> str:
     v = PurePosixPath(venv_dir)
+    d = quote(venv_dir)
     req = quote(requirements_path(checkout_dir))
     return "\n".join([
         f"if [ -f {req} ]; then printf 'requirements=%s\\n' \"$(sha256sum < {req} | "
@@ -51,17 +68,31 @@ def state_command(venv_dir: str, checkout_dir: str) -> str:
         f"\"$(cat {quote(str(v / MARKER))})\"; fi",
         f"if [ -x {quote(str(v / 'bin/ansible-playbook'))} ]; then echo ansible=yes; fi",
         f"if [ -f {quote(str(v / 'pyvenv.cfg'))} ]; then echo venv=yes; fi",
-        f"if [ -e {quote(venv_dir)} ]; then echo exists=yes; fi",
+        f"if [ -e {d} ] || [ -L {d} ]; then echo exists=yes; fi",
+        f"target=; if [ -L {d} ]; then echo link=yes; target=$(readlink {d}); fi",
+        f"for b in {d}{BUILD_INFIX}*; do",
+        '  if [ -d "$b" ] && [ ! -L "$b" ] && [ "$b" != "$target" ]; then',
+        "    printf 'leftover=%s\\n' \"$b\"",
+        "  fi",
+        "done",
         f"if [ -x {quote(str(v / 'bin/python3'))} ]; then printf 'python=%s\\n' "
         f"\"$({quote(str(v / 'bin/python3'))} -c 'import sys; "
         "print(\"%d.%d.%d\" % sys.version_info[:3])' 2>/dev/null)\"; fi",
     ])
 
 
-def parse_state(stdout: str) -> VenvState:
+def parse_state(stdout: str, venv_dir: str = "") -> VenvState:
+    """The state; ``leftovers`` only keeps folders named as our builds of ``venv_dir``
+    (nothing else is ever removed)."""
     values: dict[str, str] = {}
+    leftovers = []
     for line in stdout.splitlines():
         key, _, value = line.partition("=")
+        if key.strip() == "leftover":
+            if venv_dir and value.startswith(f"{venv_dir}{BUILD_INFIX}") and "/" not in (
+                    value[len(venv_dir):]):
+                leftovers.append(value)
+            continue
         values[key.strip()] = value.strip()
     return VenvState(
         requirements_sha256=values.get("requirements", ""),
@@ -70,23 +101,40 @@ def parse_state(stdout: str) -> VenvState:
         is_venv=values.get("venv") == "yes",
         exists=values.get("exists") == "yes",
         python=values.get("python", ""),
+        is_link=values.get("link") == "yes",
+        leftovers=tuple(leftovers),
     )
 
 
+def cleanup_command(leftovers: tuple[str, ...]) -> str:
+    """Remove half-built venvs of earlier, interrupted runs."""
+    return "rm -rf -- " + " ".join(quote(path) for path in leftovers)
+
+
 def build_command(venv_dir: str, checkout_dir: str, requirements_sha256: str,
-                  find_links: str | None, python: str = "python3") -> str:
-    """Create (or clear) the venv and install the requirements, from PyPI or, with
-    ``find_links``, only from that folder of wheels."""
-    v = PurePosixPath(venv_dir)
-    pip = quote(str(v / "bin/pip"))
+                  find_links: str | None, build_id: str, python: str = "python3") -> str:
+    """Build the venv in ``build_dir(venv_dir, build_id)`` with ``python`` and install the
+    requirements, from PyPI or, with ``find_links``, only from that folder of wheels; mark
+    it, then swap it in: the link is replaced by a rename, the build it pointed at removed."""
+    build = build_dir(venv_dir, build_id)
+    b, d = quote(build), quote(venv_dir)
+    link = quote(f"{venv_dir}{BUILD_INFIX}link")
+    pip = quote(str(PurePosixPath(build) / "bin/pip"))
     offline = f" --no-index --find-links {quote(find_links)}" if find_links else ""
     return "\n".join([
         "set -e",
-        f"rm -f {quote(str(v / MARKER))}",
-        f"{quote(python)} -m venv --clear {quote(venv_dir)}",
+        f"mkdir -p {quote(str(PurePosixPath(venv_dir).parent))}",
+        f"{quote(python)} -m venv {b}",
         f"{pip} install --disable-pip-version-check --quiet{offline} "
         f"-r {quote(requirements_path(checkout_dir))}",
-        f"printf '%s\\n' {quote(requirements_sha256)} > {quote(str(v / MARKER))}",
+        f"printf '%s\\n' {quote(requirements_sha256)} > {quote(build + '/' + MARKER)}",
+        f"old=; if [ -L {d} ]; then old=$(readlink {d}); "
+        f"elif [ -e {d} ]; then rm -rf {quote(venv_dir + '.previous')}; "
+        f"mv {d} {quote(venv_dir + '.previous')}; fi",
+        f"rm -f {link}",
+        f"ln -s {b} {link}",
+        f"mv -Tf {link} {d}",
+        f'case "$old" in {d}{BUILD_INFIX}*) rm -rf -- "$old" ;; esac',
     ])
 
 
@@ -103,7 +151,7 @@ def explain_build_failure(stderr: str) -> str:
 
 
 def check_replaceable(state: VenvState, venv_dir: str) -> None:
-    """Never ``--clear`` a folder that is not a venv: it may be someone's data."""
-    if state.exists and not state.is_venv:
+    """Never move away a folder that is not a venv: it may be someone's data."""
+    if state.exists and not state.is_venv and not state.is_link:
         raise StepError(f"{venv_dir} on the bastion exists but is not a venv (no "
                         "pyvenv.cfg): move it away or set kubespray venv_dir")

@@ -10,9 +10,10 @@ playbook when the cluster is already healthy.
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from nornir.core import Nornir
 from nornir.core.task import Result, Task
@@ -22,7 +23,8 @@ from kubebastion.cluster import Cluster
 from kubebastion.connection import CONNECTION_NAME
 from kubebastion.errors import RemoteCommandError, StepError
 from kubebastion.hostkeys import load_known_hosts
-from kubebastion.kubespray import applied
+from kubebastion.interrupt import activity
+from kubebastion.kubespray import applied, attach
 from kubebastion.kubespray import playbook as pb
 from kubebastion.kubespray import source as src
 from kubebastion.kubespray import venv as venvs
@@ -39,6 +41,7 @@ from kubebastion.kubespray.settings import (
     DEFAULT_PYTHON,
     GitSource,
     KubespraySettings,
+    Source,
     TarballSource,
     expand_home,
 )
@@ -50,7 +53,7 @@ from kubebastion.kubespray.sshtrust import (
     known_hosts_text,
     parse_bastion_key,
 )
-from kubebastion.kubespray.stream import stream_command
+from kubebastion.kubespray.stream import StreamResult, stream_command
 from kubebastion.remote import quote, read_file, run, upload, write_file
 from kubebastion.secrets import redact, sudo_password
 from kubebastion.shell import HostShell, shell_for
@@ -59,8 +62,8 @@ from kubebastion.ssh_settings import SSHSettings
 LineHandler = Callable[[str], None]
 ProgressHandler = Callable[[pb.ProgressEvent], None]
 
-SOURCE, VENV, INVENTORY, SSH_KEY, KNOWN_HOSTS = (
-    "source", "venv", "inventory", "ssh key", "known_hosts")
+SOURCE, VENV, INVENTORY, SSH_KEY, KNOWN_HOSTS, RUNNING = (
+    "source", "venv", "inventory", "ssh key", "known_hosts", "running playbook")
 _UPLOAD_TIMEOUT = 900.0
 _PIP_TIMEOUT = 1800.0
 
@@ -115,11 +118,21 @@ def ensure_kubespray_source(task: Task, settings: KubespraySettings,
         action += f", replacing {was} (kept as {checkout}.previous)"
     if task.is_dry_run():
         return Result(host=task.host, changed=True, diff=f"would {action}")
+    with activity(f"putting kubespray into {checkout}.kubebastion-new",
+                  f"the next run puts it there again ({checkout} in use was not touched)"):
+        _put_source(shell, source, checkout, wanted, task.host.name)
+    return Result(host=task.host, changed=True,
+                  result={"version": wanted.label, "identity": wanted.identity},
+                  diff=action.replace("git clone", "cloned", 1).replace("upload ", "uploaded ", 1))
+
+
+def _put_source(shell: HostShell, source: Source, checkout: str,
+                wanted: src.SourceMarker, host: str) -> None:
     if isinstance(source, GitSource):
         result = run(shell, src.git_clone_command(source, checkout), check=False,
                      timeout=_UPLOAD_TIMEOUT)
         if not result.ok:
-            raise RemoteCommandError(task.host.name, f"git clone {source.url}",
+            raise RemoteCommandError(host, f"git clone {source.url}",
                                      result.exit_code, result.stderr)
     else:
         if isinstance(source, TarballSource):
@@ -132,9 +145,6 @@ def ensure_kubespray_source(task: Task, settings: KubespraySettings,
                 timeout=_UPLOAD_TIMEOUT, display=f"unpack kubespray into {checkout}")
         finally:
             run(shell, f"rm -f {quote(archive)}", check=False)
-    return Result(host=task.host, changed=True,
-                  result={"version": wanted.label, "identity": wanted.identity},
-                  diff=action.replace("git clone", "cloned", 1).replace("upload ", "uploaded ", 1))
 
 
 def _wanted_requirements(shell: HostShell, settings: KubespraySettings,
@@ -147,11 +157,12 @@ def _wanted_requirements(shell: HostShell, settings: KubespraySettings,
 
 def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
                           facts: BastionFacts) -> Result:
-    """A venv with kubespray's requirements, from PyPI or from an uploaded wheelhouse."""
+    """A venv with kubespray's requirements, from PyPI or from an uploaded wheelhouse,
+    built beside the one in use and swapped in when complete (see ``venv``)."""
     shell = shell_for(task)
     layout = RemoteLayout.of(settings, facts.home)
     state = venvs.parse_state(run(shell, venvs.state_command(layout.venv, layout.checkout)
-                                  ).stdout)
+                                  ).stdout, layout.venv)
     requirements = _wanted_requirements(shell, settings, layout)
     if requirements is None:
         if task.is_dry_run():
@@ -159,29 +170,45 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
                           diff=f"would build {layout.venv} once the checkout is there")
         raise StepError(f"{layout.checkout}/requirements.txt is missing on the bastion")
     wanted = hashlib.sha256(requirements).hexdigest()
+    cleaned = ""
+    if state.leftovers:
+        cleaned = ("removed " if not task.is_dry_run() else "would remove ") + (
+            f"{len(state.leftovers)} half-built venv(s) of interrupted runs: "
+            + ", ".join(state.leftovers))
+        if not task.is_dry_run():
+            run(shell, venvs.cleanup_command(state.leftovers), timeout=_UPLOAD_TIMEOUT)
     if state.built_from == wanted and state.has_ansible and state.made_by(facts.python):
-        return Result(host=task.host, result={
+        return Result(host=task.host, changed=bool(cleaned), diff=cleaned, result={
             "requirements": wanted[:12], "requirements_sha256": wanted,
             "summary": f"built from these requirements (sha256 {wanted[:12]})"})
     venvs.check_replaceable(state, layout.venv)
     origin = (f"the wheelhouse {settings.wheelhouse}" if settings.wheelhouse else "PyPI")
-    action = (f"{settings.python} -m venv --clear {layout.venv} && pip install -r "
-              f"{venvs.requirements_path(layout.checkout)} from {origin}")
+    build_id = f"{wanted[:12]}-{secrets.token_hex(3)}"
+    build = venvs.build_dir(layout.venv, build_id)
+    action = (f"{settings.python} -m venv {build} && pip install -r "
+              f"{venvs.requirements_path(layout.checkout)} from {origin}, then "
+              f"{layout.venv} -> {build}")
+    notes = [cleaned] if cleaned else []
     if task.is_dry_run():
-        return Result(host=task.host, changed=True, diff=f"would run: {action}")
+        return Result(host=task.host, changed=True,
+                      diff="; ".join([*notes, f"would run: {action}"]))
     find_links = None
     if settings.wheelhouse is not None:
         find_links = _upload_wheelhouse(shell, settings.wheelhouse, requirements, facts,
                                         layout)
-    result = run(shell, venvs.build_command(layout.venv, layout.checkout, wanted, find_links,
-                                            settings.python),
-                 check=False, timeout=_PIP_TIMEOUT)
+    with activity(f"the venv build in {build}",
+                  f"the next run removes {build} (half-built, never used) and builds the "
+                  "venv again"):
+        result = run(shell, venvs.build_command(layout.venv, layout.checkout, wanted,
+                                                find_links, build_id, settings.python),
+                     check=False, timeout=_PIP_TIMEOUT)
     if not result.ok:
-        raise StepError(f"{task.host.name}: building {layout.venv} failed: "
+        raise StepError(f"{task.host.name}: building {build} failed (the venv in use was "
+                        f"not touched): "
                         f"{venvs.explain_build_failure(result.stderr + result.stdout)}")
     return Result(host=task.host, changed=True,
                   result={"requirements": wanted[:12], "requirements_sha256": wanted},
-                  diff=f"built {layout.venv} from {origin}")
+                  diff="; ".join([*notes, f"built {layout.venv} from {origin}"]))
 
 
 def _upload_wheelhouse(shell: HostShell, root: Path, requirements: bytes,
@@ -268,6 +295,11 @@ def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
     problems = python_problems(facts, settings.python, _version_label(settings))
     if problems:  # before anything is cloned or uploaded
         raise StepError("; ".join(problems))
+    running = task.run(task=find_running_playbook, name=RUNNING, settings=settings,
+                       facts=facts).result["running"]
+    if running is not None:  # it uses the checkout and venv: change nothing under it
+        return Result(host=task.host, result={"facts": facts, "key": None,
+                                              "running": running})
     source = task.run(task=ensure_kubespray_source, name=SOURCE, settings=settings,
                       facts=facts)[0].result
     venv = task.run(task=ensure_kubespray_venv, name=VENV, settings=settings,
@@ -287,7 +319,7 @@ def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
     recorded = applied.parse_record(read_file(
         shell_for(task), applied.record_path(layout.logs, cluster.name)))
     return Result(host=task.host, result={"facts": facts, "key": key, "desired": desired,
-                                          "recorded": recorded})
+                                          "recorded": recorded, "running": None})
 
 
 def authorize_bastion_key(task: Task, public_key: str | None) -> Result:
@@ -320,8 +352,6 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
     # From here on the last successful run no longer describes the cluster (see applied).
     run(shell, applied.clear_command(applied.record_path(layout.logs, cluster.name)))
     local_log = settings.log_dir / f"kubespray-{stamp}.log"
-    local_log.parent.mkdir(parents=True, exist_ok=True)
-    touch_private(local_log)
     password = sudo_password()
     password_file = None
     if password is not None:
@@ -333,6 +363,77 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
                                   password_file=password_file)
     script = pb.playbook_script(paths, cluster.name, env, settings.timeout)
     started = time.monotonic()
+    try:
+        # Interrupted, the playbook is stopped too: ``timeout`` put it in a process group
+        # of its own, which the stop command reaches by its recorded pid.
+        with activity(f"the playbook ({paths.log})",
+                      "the next run runs the playbook again (kubespray is idempotent)"):
+            streamed = _stream_to_log(shell, script, local_log, settings.timeout + 120,
+                                      pb.stop_command(paths.pid_file), on_line, progress)
+    finally:
+        if password_file is not None:
+            run(shell, f"rm -f {quote(password_file)}", check=False)
+    if streamed.exit_code == pb.LOCKED_CODE:  # a race: another run started one just now
+        local_log.unlink(missing_ok=True)
+        theirs = attach.holder_log(streamed.output)
+        detail = pb.describe_failure(pb.PlaybookSummary(), pb.LOCKED_CODE,
+                                     f"{theirs} (bastion)" if theirs else "", settings.timeout)
+        return Result(host=task.host, changed=False, failed=True, diff=detail)
+    _copy_log(shell, paths.log, local_log)
+    return _outcome(task, streamed.exit_code, streamed.output, paths.log, local_log,
+                    time.monotonic() - started, settings.timeout)
+
+
+def find_running_playbook(task: Task, settings: KubespraySettings,
+                          facts: BastionFacts) -> Result:
+    """The playbook a lost run left running on the bastion, if any (read-only)."""
+    layout = RemoteLayout.of(settings, facts.home)
+    paths = pb.playbook_paths(layout.checkout, layout.venv, layout.logs, "")
+    found = attach.parse_running(run(shell_for(task), attach.running_command(paths)).stdout)
+    summary = "no playbook running" if found is None else (
+        f"a playbook runs (pid {found.pid}, log {found.log})")
+    return Result(host=task.host, result={"running": found, "summary": summary})
+
+
+def attach_kubespray_playbook(task: Task, settings: KubespraySettings,
+                              running: attach.RunningPlaybook,
+                              on_line: LineHandler | None = None,
+                              progress: ProgressHandler | None = None) -> Result:
+    """Follow a playbook that an earlier, lost run started, until it ends; its outcome
+    as if this run had started it."""
+    shell = shell_for(task)
+    if task.is_dry_run():
+        return Result(host=task.host, changed=True,
+                      diff=f"would wait for the running playbook (pid {running.pid}, log "
+                           f"{running.log})")
+    local_log = settings.log_dir / PurePosixPath(running.log).name
+    started = time.monotonic()
+    pid_file = str(PurePosixPath(running.log).parent / "kubespray.pid")
+    if progress is not None:
+        progress(pb.ProgressEvent("play", f"attached to the playbook started {running.started}"
+                                  f" (pid {running.pid}, log {running.log})"))
+    with activity(f"the playbook ({running.log}), re-attached",
+                  "the next run runs the playbook again (kubespray is idempotent)"):
+        streamed = _stream_to_log(shell, attach.attach_script(running), local_log,
+                                  settings.timeout + 120, pb.stop_command(pid_file), on_line,
+                                  progress)
+    _copy_log(shell, running.log, local_log)
+    text = local_log.read_text() if local_log.is_file() else streamed.output
+    code = streamed.exit_code
+    if code == attach.NO_STATUS:  # its script died with it: the recap says how it went
+        summary = pb.parse_playbook_output(text)
+        code = 0 if summary.recap and not summary.failed_hosts else 1
+    return _outcome(task, code, text, running.log, local_log, time.monotonic() - started,
+                    settings.timeout)
+
+
+def _stream_to_log(shell: HostShell, script: str, local_log: Path, timeout: float,
+                   stop_first: str, on_line: LineHandler | None,
+                   progress: ProgressHandler | None) -> StreamResult:
+    """Run ``script``, each output line to the local log (0600), ``on_line`` and, for
+    play/task banners, ``progress``."""
+    local_log.parent.mkdir(parents=True, exist_ok=True)
+    touch_private(local_log)
     with local_log.open("w") as log:
         def handle(line: str) -> None:
             log.write(line + "\n")
@@ -343,20 +444,16 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
             if event is not None and progress is not None:
                 progress(event)
 
-        try:
-            streamed = stream_command(shell, script, handle, settings.timeout + 120)
-        except BaseException:  # Ctrl-C included: do not leave the playbook running
-            run(shell, pb.stop_command(paths.pid_file), check=False)
-            raise
-        finally:
-            if password_file is not None:
-                run(shell, f"rm -f {quote(password_file)}", check=False)
-    _copy_log(shell, paths.log, local_log)
-    outcome = pb.PlaybookOutcome(streamed.exit_code, pb.parse_playbook_output(streamed.output),
-                                 paths.log, str(local_log), time.monotonic() - started)
+        return stream_command(shell, script, handle, timeout, stop_first=stop_first)
+
+
+def _outcome(task: Task, exit_code: int | None, output: str, remote_log: str,
+             local_log: Path, seconds: float, timeout: float) -> Result:
+    outcome = pb.PlaybookOutcome(exit_code, pb.parse_playbook_output(output), remote_log,
+                                 str(local_log), seconds)
     if not outcome.succeeded:
         detail = pb.describe_failure(outcome.summary, outcome.exit_code,
-                                     f"{paths.log} (bastion), {local_log}", settings.timeout)
+                                     f"{remote_log} (bastion), {local_log}", timeout)
         return Result(host=task.host, changed=True, failed=True, result=outcome, diff=detail)
     return Result(host=task.host, changed=True, result=outcome, diff=outcome.recap_line())
 

@@ -27,7 +27,9 @@ from kubebastion.kubespray.settings import (
 from kubebastion.kubespray.venv import (
     VenvState,
     build_command,
+    build_dir,
     check_replaceable,
+    cleanup_command,
     explain_build_failure,
     parse_state,
     state_command,
@@ -181,8 +183,10 @@ def test_venv_state_parsing_and_guard() -> None:
         "ERROR: No matching distribution found for ansible==11.13.0")
 
 
-def test_venv_build_and_marker_for_real(tmp_path: Path) -> None:
-    """A real ``python3 -m venv`` + ``pip install --no-index`` (nothing to install) here."""
+def test_venv_build_beside_then_swap_for_real(tmp_path: Path) -> None:
+    """Real ``python3 -m venv`` + ``pip install --no-index`` (nothing to install) here: the
+    build goes beside, the link is swapped, a rebuild replaces it and removes the old one,
+    and a half-built folder of ours is listed as a leftover (nothing else is)."""
     ks = tmp_path / "kubespray"
     ks.mkdir()
     (ks / "requirements.txt").write_text("# nothing pinned in this test\n")
@@ -190,9 +194,51 @@ def test_venv_build_and_marker_for_real(tmp_path: Path) -> None:
     wheels.mkdir()
     venv = tmp_path / "venv"
     digest = hashlib.sha256((ks / "requirements.txt").read_bytes()).hexdigest()
-    before = parse_state(SHELL.run(state_command(str(venv), str(ks))).stdout)
+
+    def state() -> VenvState:
+        return parse_state(SHELL.run(state_command(str(venv), str(ks))).stdout, str(venv))
+
+    before = state()
     assert before.requirements_sha256 == digest and not before.exists
-    result = SHELL.run(build_command(str(venv), str(ks), digest, str(wheels)), timeout=120)
+    result = SHELL.run(build_command(str(venv), str(ks), digest, str(wheels), "one"),
+                       timeout=120)
     assert result.ok, result.stderr
-    after = parse_state(SHELL.run(state_command(str(venv), str(ks))).stdout)
-    assert after.built_from == digest and after.is_venv and not after.has_ansible
+    after = state()
+    assert after.built_from == digest and after.is_venv and after.is_link
+    assert not after.has_ansible and after.leftovers == ()
+    assert venv.readlink() == Path(build_dir(str(venv), "one"))
+
+    half = Path(build_dir(str(venv), "interrupted"))
+    (half / "bin").mkdir(parents=True)  # what an interrupted build leaves
+    (tmp_path / "venv.someone-elses").mkdir()
+    assert state().leftovers == (str(half),)
+    assert SHELL.run(cleanup_command(state().leftovers)).ok
+    assert not half.exists() and (tmp_path / "venv.someone-elses").is_dir()
+
+    result = SHELL.run(build_command(str(venv), str(ks), digest, str(wheels), "two"),
+                       timeout=120)
+    assert result.ok, result.stderr
+    assert venv.readlink() == Path(build_dir(str(venv), "two"))
+    assert not Path(build_dir(str(venv), "one")).exists()
+    assert state().is_venv and state().leftovers == ()
+
+
+def test_a_real_venv_folder_is_kept_as_previous_when_the_link_replaces_it(
+        tmp_path: Path) -> None:
+    ks = tmp_path / "kubespray"
+    ks.mkdir()
+    (ks / "requirements.txt").write_text("\n")
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    result = SHELL.run(build_command(str(venv), str(ks), "x", str(tmp_path), "new"),
+                       timeout=120)
+    assert result.ok, result.stderr
+    assert venv.is_symlink() and (tmp_path / "venv.previous" / "pyvenv.cfg").is_file()
+
+
+def test_leftovers_outside_our_naming_are_never_listed() -> None:
+    out = ("leftover=/h/venv.kubebastion-abc\nleftover=/h/other.kubebastion-x\n"
+           "leftover=/h/venv.kubebastion-a/b\nleftover=/h/venv.previous\n")
+    assert parse_state(out, "/h/venv").leftovers == ("/h/venv.kubebastion-abc",)
+    assert parse_state(out).leftovers == ()
