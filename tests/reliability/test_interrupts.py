@@ -35,6 +35,9 @@ TITLE = "Interrupted, concurrent and lost runs: nothing stuck, nothing raced"
 pytestmark = pytest.mark.lab
 
 TRIALS = 5
+#: Five trials that each build a fresh venv of kubespray's requirements (ansible: tens of
+#: megabytes) outlast the suite's default 300 s per test.
+TRIALS_TIMEOUT = 1200
 LOCKED = "is locked by `deploy`"
 #: Seconds for the loser to connect, find the lock held and say so.
 REFUSAL_BOUND = 10.0
@@ -91,6 +94,7 @@ def clean_refusal(result: Invocation) -> bool:
             and LOCKED in lines[0] and "pid " in lines[0] and "since " in lines[0])
 
 
+@pytest.mark.timeout(TRIALS_TIMEOUT)
 def test_two_fresh_deploys_at_once_one_finishes_the_other_refuses_cleanly(
         rlab: lab.LabState, config: Path, figures: Figures) -> None:
     state = fresh(rlab)
@@ -143,6 +147,7 @@ def wait_for(check: Any, timeout: float, step: float = 0.05) -> Any:
     return value
 
 
+@pytest.mark.timeout(TRIALS_TIMEOUT)
 def test_ctrl_c_while_the_venv_is_built_then_a_rerun_ends_with_a_working_cluster(
         rlab: lab.LabState, config: Path, figures: Figures) -> None:
     """Each trial: the venv is removed, ``invoke deploy`` gets SIGINT while pip installs,
@@ -209,6 +214,7 @@ def test_ctrl_c_while_the_venv_is_built_then_a_rerun_ends_with_a_working_cluster
 PAUSE = 15
 
 
+@pytest.mark.timeout(600)
 def test_a_killed_operator_leaves_the_playbook_running_and_the_next_deploy_reattaches(
         rlab: lab.LabState, tmp_path: Path, figures: Figures) -> None:
     """kill -9 of ``invoke deploy`` while the playbook runs: the playbook goes on; the next
