@@ -90,5 +90,6 @@ def test_a_venv_made_by_another_python_is_rebuilt() -> None:
 def test_the_venv_is_made_by_the_chosen_interpreter() -> None:
     from kubebastion.kubespray.venv import build_command
 
-    command = build_command("/home/u/venv", "/home/u/kubespray", "abc", None, "python3.11")
-    assert "\npython3.11 -m venv --clear /home/u/venv\n" in command
+    command = build_command("/home/u/venv", "/home/u/kubespray", "abc", None, "b1",
+                            "python3.11")
+    assert "\npython3.11 -m venv /home/u/venv.kubebastion-b1\n" in command
