@@ -333,6 +333,22 @@ def test_a_timed_out_run_is_not_a_successful_one(first_run: Invocation,
     assert played_because(invoke_kubespray(config)) == [applied.NO_RECORD]
 
 
+def test_a_run_that_fails_after_every_node_is_ready_is_played_again(
+        first_run: Invocation, lab_env: lab.LabState, config: Path, tmp_path: Path) -> None:
+    """The stand-in's apps phase (CoreDNS and friends in real kubespray) fails after every
+    node is Ready: the cluster looks healthy, yet the next run must play again."""
+    failing = write_config(lab_env, tmp_path, kubespray_vars={"lab_fail_apps": True})
+    failed = invoke_kubespray(failing)
+    assert failed.code == 1, failed.document
+    row, = failed.rows("playbook")
+    assert "lab: injected apps failure" in row["detail"], row
+    rerun = invoke_kubespray(config)
+    health = rerun.rows("cluster health")[0]  # before the playbook
+    assert health["detail"].startswith("API ") and "not up yet" not in health["detail"], health
+    assert f"{len(lab_env.nodes)}/{len(lab_env.nodes)} nodes Ready" in health["detail"]
+    assert played_because(rerun) == [applied.NO_RECORD]
+
+
 def test_dry_run_shows_the_inventory_diff_and_commands_and_changes_nothing(
         first_run: Invocation, lab_env: lab.LabState, tmp_path: Path) -> None:
     changed = write_config(lab_env, tmp_path, kubespray_vars={
