@@ -54,8 +54,8 @@ class RawHost:
 class Node:
     name: str
     address: str  # what SSH connects to (from the bastion, for nodes behind it)
-    ip: str  # kubespray's bind address
-    access_ip: str  # what others use to reach it
+    ip: str  # kubespray's bind address, always an IP; "" until read from the host (node_ips)
+    access_ip: str  # what others use to reach it ("" like ip, until then)
     username: str
     port: int
     roles: frozenset[str]
@@ -268,10 +268,14 @@ def _host_problems(host: RawHost) -> list[str]:
     if host.port is not None and (isinstance(host.port, bool) or not isinstance(host.port, int)
                                   or not 0 < host.port < 65536):
         problems.append(f"{label}: port {host.port!r} is not a port number")
-    for key in ("ip", "access_ip", "private_address"):
+    for key in ("access_ip", "private_address"):
         value = host.data.get(key)
         if value is not None and not valid_address(value):
             problems.append(f"{label}: {key} {value!r} is not an IP address or DNS name")
+    ip = host.data.get("ip")
+    if ip is not None and not (isinstance(ip, str) and _is_ip(ip)):
+        problems.append(f"{label}: ip {ip!r} must be an IP address (kubespray binds etcd and "
+                        "the API server to it)")
     uplink = host.data.get("uplink")
     if uplink is not None and not (isinstance(uplink, str) and _INTERFACE.fullmatch(uplink)):
         problems.append(f"{label}: uplink {uplink!r} is not an interface name")
@@ -283,7 +287,8 @@ def _host_problems(host: RawHost) -> list[str]:
 
 def _node(host: RawHost) -> Node:
     address = str(host.hostname or "")
-    ip = str(host.data.get("ip") or address)
+    # A name is never kubespray's ip: without ip:, kubebastion.node_ips reads it from the host.
+    ip = str(host.data.get("ip") or (address if _is_ip(address) else ""))
     roles = frozenset(host.groups & {CONTROL_PLANE, ETCD, WORKERS})
     return Node(
         name=host.name, address=address, ip=ip,

@@ -20,6 +20,7 @@ from kubebastion.interrupt import set_stage
 from kubebastion.kubespray.deploy import KubesprayReport, deploy_kubespray
 from kubebastion.kubespray.playbook import ProgressEvent
 from kubebastion.kubespray.settings import KubespraySettings
+from kubebastion.node_ips import resolve_node_ips
 from kubebastion.report import CHANGED, FAILED, OK, SKIPPED, HostOutcome, describe_exception
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
@@ -140,6 +141,10 @@ def _preflight(run: Run, options: DeployOptions) -> StepReport:
     from kubebastion.steps.kubespray import check_bastion_python
 
     rows = outcomes(run.nornir.run(task=check_host, name=PREFLIGHT))
+    try:  # kubespray's ip of nodes given by name, read from them (stops here if it cannot)
+        resolve_node_ips(run)
+    except KubeBastionError as exc:
+        rows.append(HostOutcome("cluster", FAILED, describe_exception(exc), {"part": "ip"}))
     if KUBESPRAY in options.steps:
         settings = options.kubespray or settings_for(run)
         rows += outcomes(run.nornir.filter(name=run.cluster.bastion.name).run(

@@ -25,6 +25,7 @@ from kubebastion.kubespray.health import ClusterHealth, cluster_health, poll_hea
 from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent, run_stamp
 from kubebastion.kubespray.settings import KubespraySettings, settings_from
 from kubebastion.kubespray.sshtrust import BastionKey
+from kubebastion.node_ips import resolve_node_ips
 from kubebastion.report import CHANGED, FAILED, OK, HostOutcome, describe_exception
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
@@ -122,6 +123,7 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
                       on_line: Callable[[str], None] | None,
                       progress: Callable[[ProgressEvent], None] | None,
                       attach_only: bool) -> KubesprayReport:
+    run = resolve_node_ips(run)  # kubespray's ip for nodes given by name
     cluster, nornir = run.cluster, run.nornir
     report = KubesprayReport()
     bastion = cluster.bastion.name

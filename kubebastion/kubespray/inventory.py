@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from kubebastion.cluster import Cluster
-from kubebastion.errors import ConfigError
+from kubebastion.errors import ConfigError, StepError
 from kubebastion.kubespray.apivars import api_vars
 from kubebastion.templating import render
 
@@ -74,6 +74,11 @@ def render_kubespray_inventory(cluster: Cluster) -> dict[str, str]:
     """The inventory folder's files, keyed by path relative to ``inventory/<cluster>``."""
     check_kubespray_vars(cluster.kubespray_vars)
     nodes = cluster.nodes
+    unknown = [n.name for n in nodes if not n.ip]
+    if unknown:
+        raise StepError(f"{', '.join(unknown)}'s ip is not known yet: those hosts are given by "
+                        "name; set ip: in hosts.yaml, or let kubebastion read it from the "
+                        "host (invoke kubespray)")
     groups = [
         ("kube_control_plane", [n.name for n in cluster.control_planes]),
         ("etcd", [n.name for n in cluster.etcd]),

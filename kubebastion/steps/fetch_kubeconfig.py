@@ -45,6 +45,7 @@ from kubebastion.kubespray.health import (
     check_api,
     poll_health,
 )
+from kubebastion.node_ips import resolve_node_ips
 from kubebastion.remote import read_file
 from kubebastion.remote_kubeconfig import (
     DEFAULT_KEEP_BACKUPS,
@@ -284,6 +285,7 @@ def run_fetch_kubeconfig(run: Run, *, context: str | None = None, switch: bool =
                          tunnel_port: int = DEFAULT_TUNNEL_PORT,
                          ready_timeout: float = 120.0) -> FetchReport:
     """fetch_kubeconfig on the bastion, then wait for every node Ready and list them."""
+    run = resolve_node_ips(run)  # access_ip of nodes given by name
     cluster = run.cluster
     bastion = cluster.bastion.name
     results = run.nornir.filter(name=bastion).run(

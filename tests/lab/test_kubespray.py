@@ -9,6 +9,8 @@ module ends with the changed host key trusted again, because other modules share
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import os
 import secrets
@@ -26,8 +28,10 @@ import yaml
 from nornir.core.task import Result as NornirResult
 
 import lab
+from kubebastion import node_ips
 from kubebastion import secrets as kb_secrets
 from kubebastion.certs import certificate_sans
+from kubebastion.errors import StepError
 from kubebastion.kubespray import applied
 from kubebastion.kubespray.deploy import deploy_kubespray, settings_for
 from kubebastion.kubespray.health import cluster_health
@@ -579,6 +583,32 @@ def test_a_bastion_python_kubespray_cannot_use_fails_preflight(
     assert "install its venv package, e.g. `sudo apt install python3." in failed[0]["detail"]
     # nothing was uploaded: the checkout is the one of the earlier runs
     assert as_root(lab_env, "bastion", f"cat {home}/kubespray/{MARKER}").stdout == marker
+
+
+def test_the_ip_of_a_node_given_by_name_is_read_from_the_node(
+        first_run: Invocation, config: Path, lab_env: lab.LabState) -> None:
+    """A node given by DNS name has no ip until kubebastion reads it over SSH: the address
+    of its interface on private_cidr (the lab has no DNS for its hosts, so the model's
+    unresolved ip stands in for the name); none on that network: the error says set ip:."""
+    worker = lab_env.host(next(n.name for n in lab_env.nodes if n.role == "worker"))
+    run = build_run(config)
+    try:
+        unresolved = dataclasses.replace(run.cluster, nodes=tuple(
+            dataclasses.replace(n, ip="", access_ip="") if n.name == worker.name else n
+            for n in run.cluster.nodes))
+        resolved = node_ips.resolve_node_ips(dataclasses.replace(run, cluster=unresolved))
+        node = resolved.cluster.node(worker.name)
+        assert (node.ip, node.access_ip) == (worker.private_address, worker.private_address)
+        elsewhere = dataclasses.replace(unresolved,
+                                        private_cidr=ipaddress.ip_network("198.19.250.0/24"))
+        with pytest.raises(StepError) as info:
+            node_ips.resolve_node_ips(dataclasses.replace(run, cluster=elsewhere))
+    finally:
+        run.close()
+    assert f"host {worker.name!r} is given by name" in str(info.value)
+    assert f"{worker.private_address}/" in str(info.value)
+    assert str(info.value).endswith("set ip: (its address on the private network) in "
+                                    "hosts.yaml")
 
 
 def test_library_api_second_run_reports_no_change(first_run: Invocation, config: Path,
