@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,35 @@ def test_leftovers_outside_our_naming_are_never_listed() -> None:
            "leftover=/h/venv.kubebastion-a/b\nleftover=/h/venv.previous\n")
     assert parse_state(out, "/h/venv").leftovers == ("/h/venv.kubebastion-abc",)
     assert parse_state(out).leftovers == ()
+
+
+def _tiny_wheel(folder: Path, name: str) -> None:
+    """A valid pure-Python wheel with one module, written by hand (no build tools)."""
+    dist = f"{name}-1.0.dist-info"
+    files = {
+        f"{name}.py": "VALUE = 1\n",
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                         "Tag: py3-none-any\n",
+    }
+    record = "".join(f"{path},,\n" for path in files) + f"{dist}/RECORD,,\n"
+    with zipfile.ZipFile(folder / f"{name}-1.0-py3-none-any.whl", "w") as wheel:
+        for path, text in {**files, f"{dist}/RECORD": record}.items():
+            wheel.writestr(path, text)
+
+
+def test_the_venv_build_does_not_byte_compile_what_it_installs(tmp_path: Path) -> None:
+    """pip's byte-compiling of ansible 11's ~50,000 files was most of the build's time; the
+    requirements are installed with --no-compile (Python compiles what it imports)."""
+    ks = tmp_path / "kubespray"
+    ks.mkdir()
+    (ks / "requirements.txt").write_text("kbtinypkg==1.0\n")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _tiny_wheel(wheels, "kbtinypkg")
+    venv = tmp_path / "venv"
+    result = SHELL.run(build_command(str(venv), str(ks), "x", str(wheels), "one"), timeout=120)
+    assert result.ok, result.stderr
+    installed = list(venv.resolve().glob("lib/python3*/site-packages/kbtinypkg.py"))
+    assert len(installed) == 1
+    assert not list(installed[0].parent.glob("__pycache__/kbtinypkg*.pyc"))
