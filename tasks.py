@@ -149,16 +149,31 @@ def nat(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False, remove:
                        "setting, 3600)", "log_dir": "local copy of the logs",
             "json": "machine-readable output",
             "attach": "only wait for a playbook that a lost run left running, and report it",
-            "ask_sudo_password": "prompt for the sudo password"})
+            "ask_sudo_password": "prompt for the sudo password",
+            "preflight": "only kubespray's own checks: cluster.yml --tags facts,asserts",
+            "skip_preflight": "do not run those checks before the long run",
+            "tags": "ansible-playbook --tags (comma-separated)",
+            "skip_tags": "ansible-playbook --skip-tags (comma-separated)",
+            "limit": "ansible-playbook --limit (host pattern)",
+            "extra_vars": "ansible-playbook -e: 'key=value ...' or JSON (more: the "
+                          "kubespray extra_vars setting)",
+            "source_sha256": "the tarball source's expected sha256, checked before upload"},
+)
 @exits_cleanly
 def kubespray(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
               force: bool = False, render_to: str = "", source: str = "", version: str = "",
               wheelhouse: str = "", timeout: Seconds = 0, log_dir: str = "",
               json: bool = False, attach: bool = False,
-              ask_sudo_password: bool = False) -> None:
+              ask_sudo_password: bool = False, preflight: bool = False,
+              skip_preflight: bool = False, tags: str = "", skip_tags: str = "",
+              limit: str = "", extra_vars: str = "",
+              source_sha256: str = "") -> None:
     """Run kubespray from the bastion: checkout, venv, inventory, SSH trust, cluster.yml."""
     from kubebastion.kubespray import deploy, display, inventory
 
+    if preflight and (tags or skip_tags or skip_preflight):
+        raise Exit("error: --preflight runs kubespray's own --tags facts,asserts: drop "
+                   "--tags, --skip-tags and --skip-preflight", 2)
     _password_prompt(ask_sudo_password)
     run = build_run(config, dry_run=dry_run)
     try:
@@ -167,12 +182,15 @@ def kubespray(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
             for path in inventory.write_inventory_locally(files, Path(render_to)):
                 console.print(f"wrote {path}", markup=False)
             return
-        settings = deploy.settings_for(run, source=source or None, version=version or None,
-                                       wheelhouse=wheelhouse or None, timeout=timeout or None,
-                                       log_dir=log_dir or None, force=force)
+        settings = deploy.settings_for(
+            run, source=source or None, version=version or None,
+            wheelhouse=wheelhouse or None, timeout=timeout or None, log_dir=log_dir or None,
+            force=force, source_sha256=source_sha256 or None, tags=tags,
+            skip_tags=skip_tags, limit=limit, extra_vars=[extra_vars] if extra_vars else [],
+            preflight=False if skip_preflight else None)
         report = deploy.deploy_kubespray(
             run, settings, progress=display.ProgressPrinter(err_console if json else console),
-            attach_only=attach)
+            attach_only=attach, preflight_only=preflight)
     finally:
         run.close()
     if json:

@@ -159,6 +159,8 @@ def _kubespray_step(run: Run, options: DeployOptions,
     settings = options.kubespray or settings_for(run)
     report: KubesprayReport = deploy_kubespray(run, settings, progress=progress)
     extra: dict[str, Any] = {}
+    if report.preflight is not None:
+        extra["preflight"] = report.preflight.as_dict()
     if report.playbook is not None:
         extra["playbook"] = report.playbook.as_dict()
     if report.health is not None:

@@ -23,6 +23,7 @@ from kubebastion.kubespray.attach import RunningPlaybook
 from kubebastion.kubespray.bastion import BastionFacts
 from kubebastion.kubespray.health import ClusterHealth, cluster_health, poll_health
 from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent, run_stamp
+from kubebastion.kubespray.recap import recap_rows
 from kubebastion.kubespray.settings import KubespraySettings, settings_from
 from kubebastion.kubespray.sshtrust import BastionKey
 from kubebastion.node_ips import resolve_node_ips
@@ -40,7 +41,8 @@ from kubebastion.steps.kubespray import (
     run_kubespray_playbook,
 )
 
-HEALTH, PLAYBOOK, AUTHORIZE = "cluster health", "playbook", "authorized_keys"
+HEALTH, PLAYBOOK, AUTHORIZE, PREFLIGHT = (
+    "cluster health", "playbook", "authorized_keys", "preflight")
 
 
 @dataclass
@@ -50,6 +52,7 @@ class KubesprayReport:
     health: ClusterHealth | None = None
     #: Why the playbook runs; empty when it was skipped.
     reasons: list[str] = field(default_factory=list)
+    preflight: PlaybookOutcome | None = None
 
     @property
     def failed(self) -> bool:
@@ -64,7 +67,8 @@ class KubesprayReport:
                 "rows": [r.as_dict() for r in self.rows],
                 "playbook": self.playbook.as_dict() if self.playbook else None,
                 "reasons": list(self.reasons),
-                "health": self.health.as_dict() if self.health else None}
+                "health": self.health.as_dict() if self.health else None,
+                "preflight": self.preflight.as_dict() if self.preflight else None}
 
 
 def _row(host: str, part: str, result: NornirResult) -> HostOutcome:
@@ -111,18 +115,21 @@ def health_row(health: ClusterHealth) -> HostOutcome:
 def deploy_kubespray(run: Run, settings: KubespraySettings, *,
                      on_line: Callable[[str], None] | None = None,
                      progress: Callable[[ProgressEvent], None] | None = None,
-                     attach_only: bool = False) -> KubesprayReport:
+                     attach_only: bool = False,
+                     preflight_only: bool = False) -> KubesprayReport:
     """The kubespray step, holding the cluster's lock (see ``kubebastion.runlock``). A
     playbook that a lost run left running is waited for instead of starting one (see
-    ``kubespray.attach``); ``attach_only``: only that, nothing else is done."""
+    ``kubespray.attach``); ``attach_only``: only that, nothing else is done.
+    ``preflight_only``: only kubespray's own checks, whatever the cluster's health."""
     with cluster_lock(run, "kubespray"):
-        return _deploy_kubespray(run, settings, on_line, progress, attach_only)
+        return _deploy_kubespray(run, settings, on_line, progress, attach_only,
+                                 preflight_only)
 
 
 def _deploy_kubespray(run: Run, settings: KubespraySettings,
                       on_line: Callable[[str], None] | None,
                       progress: Callable[[ProgressEvent], None] | None,
-                      attach_only: bool) -> KubesprayReport:
+                      attach_only: bool, preflight_only: bool) -> KubesprayReport:
     run = resolve_node_ips(run)  # kubespray's ip for nodes given by name
     cluster, nornir = run.cluster, run.nornir
     report = KubesprayReport()
@@ -153,6 +160,11 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
     if authorized.failed:
         return report
 
+    stamp = run_stamp()
+    if preflight_only:
+        _run_preflight(run, settings, facts, stamp, report, on_line, progress)
+        return report
+
     report.health = cluster_health(nornir, cluster)
     report.rows.append(health_row(report.health))
     if not report.health.healthy:
@@ -165,7 +177,9 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
             "and the cluster is healthy (--force runs it anyway)", {"part": PLAYBOOK}))
         return report
 
-    stamp = run_stamp()
+    if settings.preflight and not _run_preflight(run, settings, facts, stamp, report,
+                                                 on_line, progress):
+        return report
     # Serial: the playbook streams in this (the main) thread, so Ctrl-C reaches the task,
     # which stops the remote playbook instead of leaving it running.
     played = nornir.filter(name=bastion).with_runner(SerialRunner()).run(
@@ -227,14 +241,42 @@ def _after_playbook(run: Run, settings: KubespraySettings, report: KubesprayRepo
     return report
 
 
+def _run_preflight(run: Run, settings: KubespraySettings, facts: BastionFacts, stamp: str,
+                   report: KubesprayReport, on_line: Callable[[str], None] | None,
+                   progress: Callable[[ProgressEvent], None] | None) -> bool:
+    """kubespray's own quick checks (seconds) before its long run (tens of minutes): the
+    same playbook with ``--tags facts,asserts``, which changes nothing. One row per node,
+    plus the bastion's (the command and its recap, or why it did not finish)."""
+    bastion = run.cluster.bastion.name
+    played = run.nornir.filter(name=bastion).with_runner(SerialRunner()).run(
+        task=run_kubespray_playbook, name=PREFLIGHT, settings=settings, cluster=run.cluster,
+        facts=facts, stamp=f"{stamp}-preflight", on_line=on_line, progress=progress,
+        options=settings.playbook.for_preflight())
+    outcome = played[bastion][0].result
+    if not isinstance(outcome, PlaybookOutcome):  # dry run, or it could not start
+        report.rows += _rows(played, PREFLIGHT)
+        return not played.failed
+    report.preflight = outcome
+    report.rows += recap_rows(outcome, [n.name for n in run.cluster.nodes], PREFLIGHT)
+    if played.failed:
+        report.rows += _rows(played, PREFLIGHT)
+        return False
+    changed = any(r.changed for r in outcome.summary.recap.values())
+    report.rows.append(HostOutcome(bastion, CHANGED if changed else OK, outcome.recap_line(),
+                                   {"part": PREFLIGHT}))
+    return True
+
+
 def settings_for(run: Run, *, source: str | None = None, version: str | None = None,
                  wheelhouse: str | None = None, timeout: float | None = None,
-                 log_dir: str | None = None, force: bool = False) -> KubespraySettings:
+                 log_dir: str | None = None, force: bool = False,
+                 **playbook: Any) -> KubespraySettings:
     """The inventory's ``kubespray:`` settings (paths relative to the config file) with
-    these overrides (paths relative to the current folder)."""
+    these overrides (paths relative to the current folder). ``playbook``: settings_from's
+    source_sha256, tags, skip_tags, limit, extra_vars and preflight."""
     data = run.nornir.inventory.defaults.data.get("kubespray")
     if data is not None and not isinstance(data, dict):
         raise ConfigError("kubespray (in defaults.yaml data) must be a mapping of settings")
     return settings_from(data, run.config_path.resolve().parent, source=source,
                          version=version, wheelhouse=wheelhouse, timeout=timeout,
-                         log_dir=log_dir, force=force)
+                         log_dir=log_dir, force=force, **playbook)

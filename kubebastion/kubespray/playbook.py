@@ -20,7 +20,7 @@ import json
 import re
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
@@ -312,18 +312,19 @@ def private_dir_command(path: str) -> str:
     return f"umask 077 && mkdir -p {quote(path)} && chmod 700 {quote(path)}"
 
 
-def playbook_argv(venv_dir: str, cluster_name: str) -> list[str]:
+def playbook_argv(venv_dir: str, cluster_name: str, extra: Sequence[str] = ()) -> list[str]:
+    """``extra``: the user's --tags/--skip-tags/--limit/-e (``PlaybookOptions.argv``)."""
     return [str(PurePosixPath(venv_dir) / "bin/ansible-playbook"),
-            "-i", f"inventory/{cluster_name}/hosts.yaml", "cluster.yml", "-b"]
+            "-i", f"inventory/{cluster_name}/hosts.yaml", "cluster.yml", "-b", *extra]
 
 
 def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, str],
-                    timeout: float) -> str:
+                    timeout: float, extra: Sequence[str] = ()) -> str:
     """The playbook in the background, followed live. Its process keeps running when our
     connection dies (so does this script, waiting for it to write its exit status): the
     next run re-attaches to it (``attach``)."""
     log, pid, run_file = quote(paths.log), quote(paths.pid_file), quote(paths.run_file)
-    argv = " ".join(quote(a) for a in playbook_argv(paths.venv_dir, cluster_name))
+    argv = " ".join(quote(a) for a in playbook_argv(paths.venv_dir, cluster_name, extra))
     exports = " ".join(f"{k}={quote(v)}" for k, v in env.items())
     cleanup = f"rm -f {pid} {run_file}"
     if "ANSIBLE_BECOME_PASSWORD_FILE" in env:
@@ -354,9 +355,10 @@ def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, s
     ])
 
 
-def display_command(cluster_name: str, venv_dir: str, checkout_dir: str) -> str:
+def display_command(cluster_name: str, venv_dir: str, checkout_dir: str,
+                    extra: Sequence[str] = ()) -> str:
     """The command as the operator would type it (for --dry-run and the report)."""
-    argv = " ".join(quote(a) for a in playbook_argv(venv_dir, cluster_name))
+    argv = " ".join(quote(a) for a in playbook_argv(venv_dir, cluster_name, extra))
     return f"cd {quote(checkout_dir)} && {argv}"
 
 

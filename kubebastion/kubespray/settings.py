@@ -8,13 +8,15 @@ than a silently ignored typo.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kubebastion.errors import ConfigError
+from kubebastion.kubespray.options import PlaybookOptions, playbook_options
 
 DEFAULT_VERSION = "v2.31.0"
 DEFAULT_REPOSITORY = "https://github.com/kubernetes-sigs/kubespray.git"
@@ -31,10 +33,12 @@ DEFAULT_READY_TIMEOUT = 180.0
 
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _KEYS = {"version", "source", "checkout_dir", "venv_dir", "wheelhouse", "timeout",
-         "ready_timeout", "log_dir", "remote_log_dir", "python"}
+         "ready_timeout", "log_dir", "remote_log_dir", "python", "source_sha256",
+         "extra_vars", "preflight"}
 #: The bastion's interpreter for the venv: a command name or an absolute path.
 DEFAULT_PYTHON = "python3"
 _PYTHON = re.compile(r"^(/[A-Za-z0-9._+/-]+|[A-Za-z0-9][A-Za-z0-9._+-]*)$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9._-]+:")
 
@@ -62,9 +66,11 @@ class DirectorySource:
 
 @dataclass(frozen=True)
 class TarballSource:
-    """Upload a local kubespray release tarball (offline bastion)."""
+    """Upload a local kubespray release tarball (offline bastion); ``sha256``, when
+    given, was checked against the file before anything was uploaded."""
 
     path: Path
+    sha256: str | None = None
 
     def describe(self) -> str:
         return str(self.path)
@@ -86,6 +92,10 @@ class KubespraySettings:
     remote_log_dir: str
     force: bool = False
     python: str = DEFAULT_PYTHON
+    #: The user's --tags/--skip-tags/--limit/-e for the playbook.
+    playbook: PlaybookOptions = field(default_factory=PlaybookOptions)
+    #: Run kubespray's own quick checks (``--tags facts,asserts``) before the long run.
+    preflight: bool = True
 
 
 def is_git_url(value: str) -> bool:
@@ -134,9 +144,16 @@ def settings_from(
     timeout: float | None = None,
     log_dir: str | None = None,
     force: bool = False,
+    source_sha256: str | None = None,
+    tags: str = "",
+    skip_tags: str = "",
+    limit: str = "",
+    extra_vars: Sequence[str] = (),
+    preflight: bool | None = None,
 ) -> KubespraySettings:
     """Merge the inventory's ``kubespray:`` mapping (paths relative to ``base_dir``, the
-    config file's folder) with command-line overrides (paths relative to the cwd)."""
+    config file's folder) with command-line overrides (paths relative to the cwd).
+    Command-line extra vars come after the inventory's ``extra_vars``, so they win."""
     data = dict(data or {})
     unknown = sorted(set(data) - _KEYS)
     if unknown:
@@ -150,6 +167,15 @@ def settings_from(
         parsed_source = parse_source(source, chosen_version, cwd)
     else:
         parsed_source = parse_source(_text(data, "source"), chosen_version, base_dir)
+    parsed_source = _checked(parsed_source, source_sha256 or _text(data, "source_sha256"))
+    configured_vars = data.get("extra_vars") or []
+    if not isinstance(configured_vars, list):
+        raise ConfigError("kubespray setting extra_vars must be a list of key=value or "
+                          f"JSON strings, not {configured_vars!r}")
+    chosen_preflight = data.get("preflight", True) if preflight is None else preflight
+    if not isinstance(chosen_preflight, bool):
+        raise ConfigError(f"kubespray setting preflight must be true or false, not "
+                          f"{chosen_preflight!r}")
     return KubespraySettings(
         source=parsed_source,
         version=chosen_version,
@@ -165,7 +191,32 @@ def settings_from(
         remote_log_dir=_remote_dir(data, "remote_log_dir", DEFAULT_REMOTE_LOG_DIR),
         force=force,
         python=_python(data),
+        playbook=playbook_options(tags=tags, skip_tags=skip_tags, limit=limit,
+                                  extra_vars=[*configured_vars, *extra_vars]),
+        preflight=chosen_preflight,
     )
+
+
+def _checked(source: Source, sha256: str | None) -> Source:
+    """A tarball whose content is the one the user pinned, checked before any upload."""
+    if sha256 is None or sha256 == "":
+        return source
+    wanted = sha256.strip().lower().removeprefix("sha256:")
+    if not _SHA256.fullmatch(wanted):
+        raise ConfigError(f"kubespray source_sha256 {sha256!r} is not a sha256 (64 hex "
+                          "digits)")
+    if not isinstance(source, TarballSource):
+        raise ConfigError("kubespray source_sha256 applies to a tarball source, not to "
+                          f"{source.describe()}")
+    digest = hashlib.sha256()
+    with source.path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != wanted:
+        raise ConfigError(f"kubespray source {source.path} has sha256 {digest.hexdigest()}, "
+                          f"not the expected {wanted} (source_sha256): a different or "
+                          "damaged file; nothing was uploaded")
+    return TarballSource(source.path, wanted)
 
 
 def _text(data: Mapping[str, Any], key: str) -> str | None:

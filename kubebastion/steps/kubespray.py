@@ -36,6 +36,7 @@ from kubebastion.kubespray.inventory import (
     text_diff,
 )
 from kubebastion.kubespray.layout import RemoteLayout
+from kubebastion.kubespray.options import PlaybookOptions
 from kubebastion.kubespray.python import python_problems
 from kubebastion.kubespray.settings import (
     DEFAULT_PYTHON,
@@ -340,13 +341,16 @@ def authorize_bastion_key(task: Task, public_key: str | None) -> Result:
 def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Cluster,
                            facts: BastionFacts, stamp: str,
                            on_line: LineHandler | None = None,
-                           progress: ProgressHandler | None = None) -> Result:
+                           progress: ProgressHandler | None = None,
+                           options: PlaybookOptions | None = None) -> Result:
     """``ansible-playbook -i inventory/<cluster>/hosts.yaml cluster.yml -b`` in the venv,
-    with host key checking on, output live and in a log file on both sides."""
+    with host key checking on, output live and in a log file on both sides.
+    ``options``: what to add to the command line (default: the user's, from settings)."""
     shell = shell_for(task)
     layout = RemoteLayout.of(settings, facts.home)
     paths = pb.playbook_paths(layout.checkout, layout.venv, layout.logs, stamp)
-    shown = pb.display_command(cluster.name, layout.venv, layout.checkout)
+    extra = (settings.playbook if options is None else options).argv()
+    shown = pb.display_command(cluster.name, layout.venv, layout.checkout, extra)
     if task.is_dry_run():
         return Result(host=task.host, changed=True, diff=f"would run: {shown}")
     # From here on the last successful run no longer describes the cluster (see applied).
@@ -361,7 +365,7 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
         shell.put(password.reveal().encode(), password_file)
     env = pb.playbook_environment(known_hosts=layout.known_hosts, private_key=layout.key,
                                   password_file=password_file)
-    script = pb.playbook_script(paths, cluster.name, env, settings.timeout)
+    script = pb.playbook_script(paths, cluster.name, env, settings.timeout, extra)
     started = time.monotonic()
     try:
         # Interrupted, the playbook is stopped too: ``timeout`` put it in a process group

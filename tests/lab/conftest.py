@@ -46,6 +46,7 @@ import pytest
 # pyproject.toml's `pythonpath = ["."]` makes it importable.
 import lab
 from lab.lock import held, session_lock
+from tests.figures import FIGURES
 from tests.labgate import require_lab
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,6 +81,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if last:
         ids = {id(item) for item in last}
         items[:] = [item for item in items if id(item) not in ids] + last
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Measured figures (tests/figures.py), shown whether the tests passed or not."""
+    if FIGURES:
+        terminalreporter.section("lab figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")
