@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -30,6 +30,7 @@ PARTS = {
     "api": "api_port or api_address changed",
     "rendered": "the rendered inventory changed",
     "checkout": "the checkout folder changed",
+    "extra_vars": "the extra vars (-e, the extra_vars setting) changed",
 }
 #: Said only when none of these explains it (a new kubebastion rendering differently).
 _CATCH_ALL = {"rendered": ("inventory", "kubespray_vars", "api")}
@@ -48,7 +49,7 @@ def _sha256(text: str) -> str:
 
 def desired_state(*, source_identity: str, requirements_sha256: str,
                   inventory: Mapping[str, str], kubespray_vars: Mapping[str, Any],
-                  api: str, checkout: str) -> dict[str, str]:
+                  api: str, checkout: str, extra_vars: Sequence[str] = ()) -> dict[str, str]:
     """The digest of each part a playbook run is made from: the inventory files as they
     are written on the bastion, and (to name the reason) the settings they come from."""
     return {
@@ -59,6 +60,7 @@ def desired_state(*, source_identity: str, requirements_sha256: str,
         "api": api,
         "rendered": _sha256("".join(f"{name}\n{inventory[name]}" for name in sorted(inventory))),
         "checkout": checkout,
+        "extra_vars": _sha256(json.dumps(list(extra_vars))),
     }
 
 

@@ -221,8 +221,10 @@ def _after_playbook(run: Run, settings: KubespraySettings, report: KubesprayRepo
     report.rows += [_with_reasons(row, report.reasons) for row in _rows(played, PLAYBOOK)]
     if played.failed or run.nornir.data.dry_run:
         return report
-    if record is not None and report.playbook is not None and applied.complete_success(
-            report.playbook, [n.name for n in cluster.nodes]):
+    # A run of some tags (or without some) did not apply the whole state: never recorded.
+    if (record is not None and report.playbook is not None
+            and settings.playbook.plays_everything
+            and applied.complete_success(report.playbook, [n.name for n in cluster.nodes])):
         facts, desired = record
         recorded = nornir.filter(name=bastion).run(
             task=record_applied, name="record the run", settings=settings, cluster=cluster,

@@ -59,6 +59,15 @@ class PlaybookOptions:
         the assertions see), never the user's tags or skipped tags."""
         return replace(self, tags=PREFLIGHT_TAGS, skip_tags=())
 
+    @property
+    def is_preflight(self) -> bool:
+        return self.tags == PREFLIGHT_TAGS and not self.skip_tags
+
+    @property
+    def plays_everything(self) -> bool:
+        """No tags chosen or skipped: the whole of cluster.yml (on the hosts limited to)."""
+        return not self.tags and not self.skip_tags
+
     def describe(self) -> str:
         return " ".join(shlex.quote(a) for a in self.argv())
 

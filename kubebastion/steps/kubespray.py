@@ -316,7 +316,8 @@ def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
         source_identity=(source or {}).get("identity", ""),
         requirements_sha256=venv.get("requirements_sha256", ""),
         inventory=render_kubespray_inventory(cluster), kubespray_vars=cluster.kubespray_vars,
-        api=f"{cluster.api_address or ''}:{cluster.api_port}", checkout=layout.checkout)
+        api=f"{cluster.api_address or ''}:{cluster.api_port}", checkout=layout.checkout,
+        extra_vars=settings.playbook.extra_vars)
     recorded = applied.parse_record(read_file(
         shell_for(task), applied.record_path(layout.logs, cluster.name)))
     return Result(host=task.host, result={"facts": facts, "key": key, "desired": desired,
@@ -349,12 +350,15 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
     shell = shell_for(task)
     layout = RemoteLayout.of(settings, facts.home)
     paths = pb.playbook_paths(layout.checkout, layout.venv, layout.logs, stamp)
-    extra = (settings.playbook if options is None else options).argv()
+    chosen = settings.playbook if options is None else options
+    extra = chosen.argv()
     shown = pb.display_command(cluster.name, layout.venv, layout.checkout, extra)
     if task.is_dry_run():
         return Result(host=task.host, changed=True, diff=f"would run: {shown}")
-    # From here on the last successful run no longer describes the cluster (see applied).
-    run(shell, applied.clear_command(applied.record_path(layout.logs, cluster.name)))
+    # From here on the last successful run no longer describes the cluster (see applied),
+    # unless this run only checks (kubespray's facts and assertions change nothing).
+    if not chosen.is_preflight:
+        run(shell, applied.clear_command(applied.record_path(layout.logs, cluster.name)))
     local_log = settings.log_dir / f"kubespray-{stamp}.log"
     password = sudo_password()
     password_file = None

@@ -271,6 +271,25 @@ def test_second_run_changes_nothing_and_skips_the_playbook(first_run: Invocation
     assert second.seconds < 20
 
 
+def test_kubesprays_own_checks_leave_a_healthy_cluster_skipped(first_run: Invocation,
+                                                                config: Path) -> None:
+    """--preflight (cluster.yml --tags facts,asserts) changes nothing, so it must not make
+    the next run play again, nor may a run of some tags count as a complete one."""
+    checked = invoke_kubespray(config, "--preflight")
+    assert checked.code == 0, checked.document
+    assert [r["status"] for r in checked.rows("preflight") if r["host"] == "bastion"] == ["ok"]
+    assert checked.rows("playbook") == []
+    again = invoke_kubespray(config)
+    playbook_row, = again.rows("playbook")
+    assert playbook_row["detail"].startswith("skipped:"), again.document
+    tagged = invoke_kubespray(config, "--force", "--tags", "facts", "--skip-preflight")
+    assert tagged.code == 0, tagged.document
+    assert tagged.rows("preflight") == []
+    after = invoke_kubespray(config)
+    assert after.code == 0 and after.document["playbook"] is not None, after.document["rows"]
+    assert any("no successful playbook run is recorded" in r for r in after.document["reasons"])
+
+
 def test_the_sudo_password_reaches_ansible_only_as_a_file(
         first_run: Invocation, lab_env: lab.LabState, config: Path) -> None:
     """The playbook task with a sudo password set (the lab's sudo does not need it, so the
@@ -331,7 +350,8 @@ def test_a_timed_out_run_is_not_a_successful_one(first_run: Invocation,
                                                  config: Path) -> None:
     """Same inventory, same vars: a run stopped by the timeout still leaves the next run
     something to do (the healthy cluster proves nothing about the steps it missed)."""
-    stopped = invoke_kubespray(config, "--force", "--timeout", "1")
+    # The long run itself times out, not kubespray's own checks before it.
+    stopped = invoke_kubespray(config, "--force", "--timeout", "1", "--skip-preflight")
     assert stopped.code == 1 and stopped.document["playbook"]["exit_code"] in (124, 137), (
         stopped.document)
     assert played_because(invoke_kubespray(config)) == [applied.NO_RECORD]

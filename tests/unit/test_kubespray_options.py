@@ -185,3 +185,27 @@ def test_real_ip_assertion_names_the_host_the_task_and_its_message() -> None:
     assert failed.detail.startswith(f"failed at task [{task}]: IPv4: '['198.18.1.101']'")
     text = describe_failure(ran.summary, 2, "/r.log", 60)
     assert f"k8s-w1 failed at task [{task}]" in text
+
+
+def test_only_a_run_of_everything_can_be_recorded_and_only_the_preflight_keeps_a_record(
+        ) -> None:
+    assert PlaybookOptions().plays_everything
+    assert PlaybookOptions(limit="k8s-m0", extra_vars=("a=1",)).plays_everything
+    assert not playbook_options(tags="network").plays_everything
+    assert not playbook_options(skip_tags="download").plays_everything
+    assert PlaybookOptions().for_preflight().is_preflight
+    assert not playbook_options(tags="facts").is_preflight
+
+
+def test_extra_vars_are_part_of_the_recorded_state() -> None:
+    from kubebastion.kubespray import applied
+    from kubebastion.kubespray.inventory import GROUP_VARS_FILE, HOSTS_FILE
+
+    def state(*extra: str) -> dict[str, str]:
+        return applied.desired_state(source_identity="s", requirements_sha256="r",
+                                     inventory={HOSTS_FILE: "h", GROUP_VARS_FILE: "g"},
+                                     kubespray_vars={}, api=":6443", checkout="/k",
+                                     extra_vars=extra)
+    assert applied.reasons_to_run(state("a=1"), state("a=1")) == []
+    assert applied.reasons_to_run(state("a=1"), state("a=2")) == [
+        "the extra vars (-e, the extra_vars setting) changed since the last successful run"]
