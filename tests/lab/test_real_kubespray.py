@@ -166,7 +166,7 @@ def venv_build(real_lab: lab.LabState, config: Path) -> dict[str, float]:
         os.environ.pop(kb_secrets.SUDO_PASSWORD_ENV, None)
         kb_secrets.set_sudo_password(None)
     home = f"/home/{real_lab.user}"
-    size = int(as_root(real_lab, "bastion", f"du -sb {home}/kubespray-venv").stdout.split()[0])
+    size = int(as_root(real_lab, "bastion", f"du -sbL {home}/kubespray-venv/").stdout.split()[0])
     wheel_bytes = sum(p.stat().st_size for p in wh.wheel_files(wheels))
     record_figure(f"real kubespray v2.31.0 venv (ansible 11.13.0): built on the lab bastion "
                   f"in {build:.1f} s (wheelhouse upload + pip install --no-index), "
