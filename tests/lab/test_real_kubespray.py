@@ -21,7 +21,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from kubebastion.steps.kubespray import (
     gather_bastion_facts,
 )
 from tests.figures import record_figure
+from tests.lab.test_kubespray import Invocation
 from tests.labgate import REAL_KUBESPRAY_SHA256, require_real_kubespray
 
 # The first test also builds the real venv (a fresh machine downloads 68 MB of wheels first)
@@ -53,17 +53,6 @@ WHEELHOUSE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
 SUDO_PASSWORD = "kb-real-" + secrets.token_hex(6)
 IP_TASK = "kubernetes/preinstall : Stop if ip var does not match local ips"
 WRONG_IP = "198.18.1.250"  # inside private_cidr, so kubebastion accepts it; no host has it
-
-
-@dataclass
-class Invocation:
-    code: int
-    document: dict[str, Any]
-    stderr: str
-    seconds: float
-
-    def rows(self, part: str) -> list[dict[str, Any]]:
-        return [r for r in self.document["rows"] if r["data"].get("part") == part]
 
 
 def as_root(state: lab.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
