@@ -97,6 +97,14 @@ def option_checks(body: Callable[..., Any]) -> dict[str, Callable[[str], Any]]:
 class CheckedTask(Task[Any]):
     """An invoke ``Task`` whose annotated options are checked as they are parsed."""
 
+    def arg_opts(self, name: str, default: str, taken_names: set[str]) -> dict[str, Any]:
+        """invoke picks a short flag from the first letter of the name not yet taken; when
+        none is left it picks the dash of ``skip-tags``, a flag spelled ``--``. Then the
+        option has no short flag."""
+        opts: dict[str, Any] = super().arg_opts(name, default, taken_names)
+        opts["names"] = [n for n in opts["names"] if len(n) > 1 or n.isalnum()]
+        return opts
+
     def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Argument]:
         checks = option_checks(self.body)
         arguments = []

@@ -31,6 +31,14 @@ def test_every_option_that_takes_a_value_shows_its_kind_in_help() -> None:
     assert not missing, missing
 
 
+def test_short_flags_are_letters_or_digits() -> None:
+    """invoke gave ``kubespray --skip-tags`` the short flag ``-`` (shown as ``--=STRING``)
+    once every letter of its name was taken."""
+    odd = [f"{task} {names}" for task, arg in all_arguments()
+           for names in [arg.names] if any(len(n) == 1 and not n.isalnum() for n in names)]
+    assert not odd, odd
+
+
 def test_every_number_option_is_checked() -> None:
     unchecked = [f"{task} --{arg.names[0]}" for task, arg in all_arguments()
                  if arg.kind in (int, float) and not isinstance(arg, CheckedArgument)]
