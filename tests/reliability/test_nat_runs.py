@@ -128,11 +128,20 @@ def test_ten_nat_runs_leave_one_rule_and_others_rules_untouched(
     assert nodes_egress_as_the_bastion(bastion)
 
 
+#: What a concurrent run that lost the cluster lock says (kubebastion.runlock.describe_held;
+#: the holder's details may not be written yet, so only its fixed parts).
+LOCKED = ("is locked by ", "; nothing was changed")
+
+
 def test_concurrent_nat_runs_leave_one_rule(bastion: lab.LabState, figures: Figures) -> None:
-    """Several rounds: the race, when there is one, does not show every time."""
+    """Several rounds: the race, when there is one, does not show every time. Since the
+    cluster lock (issue 13), a run that finds another one holding it exits 1 at once, in
+    one line naming the holder, and changes nothing: that is a clean outcome; anything
+    else is a failure, and every round must have a run that did the work."""
     foreign = foreign_rules(bastion)
     codes: list[int] = []
     failures: list[str] = []
+    winners: list[int] = []
     counts_seen = set()
     started = time.monotonic()
     for _ in range(ROUNDS):
@@ -143,23 +152,27 @@ def test_concurrent_nat_runs_leave_one_rule(bastion: lab.LabState, figures: Figu
                  for _ in range(CONCURRENT)]
         runs = [finish(proc, begun, timeout=300) for proc in procs]
         codes += [run.code for run in runs]
-        failures += [" ".join(run.stderr.split()) for run in runs if run.code != 0]
+        winners.append(sum(run.code == 0 for run in runs))
+        failures += [" ".join(run.stderr.split()) for run in runs
+                     if run.code != 0
+                     and not (run.code == 1 and all(part in run.stderr for part in LOCKED))]
         counts_seen.add(rule_counts(bastion))
     seconds = time.monotonic() - started
     untouched = foreign_rules(bastion) == foreign
     again, row = nat(bastion.nornir_config)
     worst = max(counts_seen, key=lambda c: (c != (1, 1, 1), c))
     figures.count(f"{CONCURRENT} `invoke nat` runs at once, {ROUNDS} rounds",
-                  codes.count(0), len(codes), "runs exit 0",
-                  "every run exits 0; 1 masquerade rule and 1 FORWARD jump; others' rules "
-                  "untouched",
+                  len(codes) - len(failures), len(codes), "runs exit 0 or are refused by the lock",
+                  "every run exits 0 or is refused by the cluster lock, each round one run "
+                  "exits 0; 1 masquerade rule and 1 FORWARD jump; others' rules untouched",
                   detail=f"exit codes {codes}; (ours, ruleset, FORWARD jumps) per round "
                          f"{sorted(counts_seen)}; foreign "
                          f"{'untouched' if untouched else 'CHANGED'}; {seconds:.1f} s; a rerun "
                          f"then says {row.get('status')}; first failure: "
                          f"{failures[0][:300] if failures else '-'}",
-                  ok=worst == (1, 1, 1) and untouched)
+                  ok=worst == (1, 1, 1) and untouched and not failures and min(winners) >= 1)
     assert not failures, failures
+    assert min(winners) >= 1, winners
     assert counts_seen == {(1, 1, 1)}, counts_seen
     assert untouched
     assert again.code == 0 and row.get("status") == "ok", row
