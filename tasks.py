@@ -18,7 +18,15 @@ from invoke.exceptions import Exit
 from rich.markup import escape
 
 from kubebastion import interrupt, secrets
-from kubebastion.console import (
+from kubebastion.check import check_host
+from kubebastion.egress.diagnose import FORWARDING_OFF, NO_MASQUERADE
+from kubebastion.egress.task import run_egress_check
+from kubebastion.errors import ConfigError, InventoryError, KubeBastionError
+from kubebastion.nat.task import run_nat
+from kubebastion.options import NodeCount, Port, PositiveCount, Seconds, task
+from kubebastion.report import FAILED, HostOutcome, outcomes
+from kubebastion.runtime import build_run
+from kubebastion.ui.console import (
     console,
     err_console,
     failed_hosts,
@@ -27,14 +35,6 @@ from kubebastion.console import (
     outcome_table,
     print_json,
 )
-from kubebastion.egress import FORWARDING_OFF, NO_MASQUERADE
-from kubebastion.errors import ConfigError, InventoryError, KubeBastionError
-from kubebastion.options import NodeCount, Port, PositiveCount, Seconds, task
-from kubebastion.report import FAILED, HostOutcome, outcomes
-from kubebastion.runtime import build_run
-from kubebastion.steps.check import check_host
-from kubebastion.steps.egress import run_egress_check
-from kubebastion.steps.nat import run_nat
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_CONFIG = "nornir_config.yaml"
@@ -169,7 +169,8 @@ def kubespray(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
               limit: str = "", extra_vars: str = "",
               source_sha256: str = "") -> None:
     """Run kubespray from the bastion: checkout, venv, inventory, SSH trust, cluster.yml."""
-    from kubebastion.kubespray import deploy, display, inventory
+    from kubebastion.kubespray import deploy, inventory
+    from kubebastion.ui import kubespray as display
 
     if preflight and (tags or skip_tags or skip_preflight):
         raise Exit("error: --preflight runs kubespray's own --tags facts,asserts: drop "
@@ -220,8 +221,8 @@ def deploy(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
     from kubebastion.deploy import DeployOptions, select_steps
     from kubebastion.deploy import deploy as run_deploy
     from kubebastion.kubespray.deploy import settings_for
-    from kubebastion.kubespray.display import ProgressPrinter
-    from kubebastion.progress import HostProgress, StepProgress, print_diffs, summary_table
+    from kubebastion.ui.kubespray import ProgressPrinter
+    from kubebastion.ui.progress import HostProgress, StepProgress, print_diffs, summary_table
 
     _password_prompt(ask_sudo_password)
     selected = select_steps(steps, skip)
@@ -302,7 +303,7 @@ def lab_status(c: Context, json: bool = False) -> None:
 def admin_conf(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
                json: bool = False, ask_sudo_password: bool = False) -> None:
     """On each control plane: admin.conf becomes the login user's ~/.kube/config."""
-    from kubebastion.steps.admin_conf import run_admin_conf
+    from kubebastion.admin_conf import run_admin_conf
 
     _password_prompt(ask_sudo_password)
     run = build_run(config, dry_run=dry_run)
@@ -337,7 +338,7 @@ def fetch_kubeconfig(c: Context, config: str = DEFAULT_CONFIG, context: str = ""
                      timeout: Seconds = 120, dry_run: bool = False, json: bool = False,
                      ask_sudo_password: bool = False) -> None:
     """Put the admin kubeconfig on the bastion (server rewritten, SANs checked), verify."""
-    from kubebastion.steps.fetch_kubeconfig import run_fetch_kubeconfig
+    from kubebastion.kubeconfig.task import run_fetch_kubeconfig
 
     _password_prompt(ask_sudo_password)
     local_path = None
@@ -376,8 +377,8 @@ def tunnel(c: Context, config: str = DEFAULT_CONFIG, port: Port = 16443,
     import signal
     import threading
 
-    from kubebastion.kubespray.health import bastion_opener
-    from kubebastion.tunnel import forward
+    from kubebastion.api import bastion_opener
+    from kubebastion.ssh.tunnel import forward
 
     run = build_run(config)
     stop = threading.Event()

@@ -50,7 +50,7 @@ def clone_config() -> None:
     Valid keys: []")."""
     import fabric
 
-    import kubebastion.connection as kc
+    import kubebastion.ssh.connection as kc
 
     class FabricWithClonedConfig:
         def __getattr__(self, name: str) -> Any:
@@ -64,7 +64,7 @@ def clone_config() -> None:
 
 
 def safe_exec() -> None:
-    """``SSHShell.run`` as proposed for kubebastion/shell.py: no ``shutdown_write`` (the
+    """``SSHShell.run`` as proposed for kubebastion/ssh/shell.py: no ``shutdown_write`` (the
     command's stdin is /dev/null unless we pass stdin, which kubebastion only does for
     ``sudo -S``, which reads one line), and output drained after both the exit status and
     the EOF.
@@ -80,7 +80,7 @@ def safe_exec() -> None:
     import paramiko
 
     from kubebastion.errors import SSHError
-    from kubebastion.shell import CommandResult, SSHShell, _text
+    from kubebastion.ssh.shell import CommandResult, SSHShell, _text
 
     def drain(channel: paramiko.Channel, out: list[bytes], err: list[bytes]) -> None:
         while channel.recv_ready():
@@ -127,8 +127,8 @@ def safe_exec() -> None:
 
 
 def parallel_close() -> None:
-    from kubebastion.connection import CONNECTION_NAME
     from kubebastion.runtime import Run
+    from kubebastion.ssh.connection import CONNECTION_NAME
 
     def close(self: Run) -> None:
         hosts = self.nornir.inventory.hosts
@@ -152,8 +152,8 @@ def bastion_first_close() -> None:
     last packet reach the bastion after that tunnel's CLOSE ("data packet referred to
     nonexistent channel"): OpenSSH then drops the bastion connection, with every tunnel on
     it. At the end of a run nothing uses the tunnels any more, so they can go all at once."""
-    from kubebastion.connection import CONNECTION_NAME
     from kubebastion.runtime import Run
+    from kubebastion.ssh.connection import CONNECTION_NAME
 
     original = Run.close
 
@@ -195,7 +195,7 @@ def record_timeline(path: str, started: float) -> Callable[[], None]:
     interpreter started); returns the function that writes the log."""
     import kb_workload
 
-    import kubebastion.connection as kc
+    import kubebastion.ssh.connection as kc
 
     events: list[dict[str, Any]] = []
     lock = threading.Lock()

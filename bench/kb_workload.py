@@ -4,7 +4,7 @@ Run like the peers, as its own process, so interpreter start-up and imports are 
 
     .venv/bin/python bench/kb_workload.py --config lab/state/nornir_config.yaml --workload A
 
-A: the ``check`` step itself (``kubebastion.steps.check.check_host``: one batched exec of
+A: the ``check`` step itself (``kubebastion.check.check_host``: one batched exec of
    whoami, ``sudo -n true``, ``python3 --version`` and /etc/os-release per host).
 B: read a root-only file with sudo (``remote.read_file(..., sudo=True)``, as
    fetch-kubeconfig reads admin.conf).
@@ -35,9 +35,9 @@ from nornir.core.task import Result, Task  # noqa: E402
 from workloads import FIVE_COMMANDS, SECRET_FILE  # noqa: E402
 
 from kubebastion import remote  # noqa: E402
+from kubebastion.check import check_host  # noqa: E402
 from kubebastion.runtime import build_run  # noqa: E402
-from kubebastion.shell import shell_for  # noqa: E402
-from kubebastion.steps.check import check_host  # noqa: E402
+from kubebastion.ssh.shell import shell_for  # noqa: E402
 
 IMPORTED = time.perf_counter()
 

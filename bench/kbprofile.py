@@ -35,8 +35,8 @@ VARIANT_SETS: tuple[tuple[str, list[str]], ...] = (
     ("all proposed: safe-exec, lazy-init, bastion-first-close, fast-exit",
      ["safe-exec", "lazy-init", "bastion-first-close", "fast-exit"]),
 )
-IMPORTS = ("import kubebastion.runtime, kubebastion.shell, kubebastion.remote, "
-           "kubebastion.steps.check")
+IMPORTS = ("import kubebastion.runtime, kubebastion.ssh.shell, kubebastion.ssh.remote, "
+           "kubebastion.check")
 
 
 def _run(argv: list[str], timeout: float = 120) -> tuple[float, subprocess.CompletedProcess[str]]:

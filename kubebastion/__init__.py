@@ -26,14 +26,14 @@ _EXPORTS = {
     "Run": "kubebastion.runtime",
     "build_run": "kubebastion.runtime",
     "prepare_nornir": "kubebastion.runtime",
-    "check_host": "kubebastion.steps.check",
-    "configure_nat": "kubebastion.steps.nat",
-    "check_egress": "kubebastion.steps.egress",
-    "gather_bastion_facts": "kubebastion.steps.egress",
-    "prepare_kubespray": "kubebastion.steps.kubespray",
-    "run_kubespray_playbook": "kubebastion.steps.kubespray",
-    "install_admin_conf": "kubebastion.steps.admin_conf",
-    "fetch_kubeconfig": "kubebastion.steps.fetch_kubeconfig",
+    "check_host": "kubebastion.check",
+    "configure_nat": "kubebastion.nat.task",
+    "check_egress": "kubebastion.egress.task",
+    "gather_bastion_facts": "kubebastion.egress.task",
+    "prepare_kubespray": "kubebastion.kubespray.task",
+    "run_kubespray_playbook": "kubebastion.kubespray.task",
+    "install_admin_conf": "kubebastion.admin_conf",
+    "fetch_kubeconfig": "kubebastion.kubeconfig.task",
 }
 
 __all__ = [
@@ -65,13 +65,13 @@ def __getattr__(name: str) -> Any:
 
 
 if TYPE_CHECKING:
+    from kubebastion.admin_conf import install_admin_conf
+    from kubebastion.check import check_host
     from kubebastion.cluster import Cluster
     from kubebastion.deploy import DeployOptions, DeployReport
+    from kubebastion.egress.task import check_egress, gather_bastion_facts
     from kubebastion.errors import KubeBastionError
+    from kubebastion.kubeconfig.task import fetch_kubeconfig
+    from kubebastion.kubespray.task import prepare_kubespray, run_kubespray_playbook
+    from kubebastion.nat.task import configure_nat
     from kubebastion.runtime import Run, build_run, prepare_nornir
-    from kubebastion.steps.admin_conf import install_admin_conf
-    from kubebastion.steps.check import check_host
-    from kubebastion.steps.egress import check_egress, gather_bastion_facts
-    from kubebastion.steps.fetch_kubeconfig import fetch_kubeconfig
-    from kubebastion.steps.kubespray import prepare_kubespray, run_kubespray_playbook
-    from kubebastion.steps.nat import configure_nat

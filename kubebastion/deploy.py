@@ -15,20 +15,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubebastion.admin_conf import run_admin_conf
+from kubebastion.check import check_host
+from kubebastion.egress.task import run_egress_check
 from kubebastion.errors import ConfigError, KubeBastionError
 from kubebastion.interrupt import set_stage
+from kubebastion.kubeconfig.task import run_fetch_kubeconfig
 from kubebastion.kubespray.deploy import KubesprayReport, deploy_kubespray
 from kubebastion.kubespray.playbook import ProgressEvent
 from kubebastion.kubespray.settings import KubespraySettings
+from kubebastion.nat.task import run_nat
 from kubebastion.node_ips import resolve_node_ips
 from kubebastion.report import CHANGED, FAILED, OK, SKIPPED, HostOutcome, describe_exception
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
-from kubebastion.steps.admin_conf import run_admin_conf
-from kubebastion.steps.check import check_host
-from kubebastion.steps.egress import run_egress_check
-from kubebastion.steps.fetch_kubeconfig import run_fetch_kubeconfig
-from kubebastion.steps.nat import run_nat
 
 PREFLIGHT, NAT, EGRESS, KUBESPRAY, ADMIN_CONF, FETCH = (
     "preflight", "nat", "egress", "kubespray", "admin-conf", "fetch-kubeconfig")
@@ -137,8 +137,8 @@ def _preflight(run: Run, options: DeployOptions) -> StepReport:
     Python for kubespray's venv, so a bastion that cannot run this kubespray stops here,
     before anything is cloned or uploaded."""
     from kubebastion.kubespray.deploy import settings_for
+    from kubebastion.kubespray.task import check_bastion_python
     from kubebastion.report import outcomes
-    from kubebastion.steps.kubespray import check_bastion_python
 
     rows = outcomes(run.nornir.run(task=check_host, name=PREFLIGHT))
     try:  # kubespray's ip of nodes given by name, read from them (stops here if it cannot)

@@ -18,10 +18,10 @@ from nornir.core.task import Result, Task
 
 from kubebastion.cluster import Cluster, Node
 from kubebastion.errors import StepError
-from kubebastion.remote import run
 from kubebastion.report import describe_exception
 from kubebastion.runtime import Run
-from kubebastion.shell import shell_for
+from kubebastion.ssh.remote import run
+from kubebastion.ssh.shell import shell_for
 
 ADDRESSES_COMMAND = "ip -o addr show"
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

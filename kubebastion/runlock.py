@@ -32,11 +32,11 @@ from datetime import UTC, datetime
 
 import paramiko
 
-from kubebastion.channel_send import eof_unless_closed
 from kubebastion.errors import RunLockedError, SSHError
-from kubebastion.remote import quote
 from kubebastion.runtime import Run
-from kubebastion.shell import HostShell, LocalShell, SSHShell, shell_for_host
+from kubebastion.ssh.channel_send import eof_unless_closed
+from kubebastion.ssh.remote import quote
+from kubebastion.ssh.shell import HostShell, LocalShell, SSHShell, shell_for_host
 
 LOCK_DIR = ".kubebastion/locks"  # under the bastion user's $HOME
 HELD_CODE = 75

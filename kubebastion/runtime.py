@@ -18,11 +18,11 @@ from nornir.core.state import GlobalState
 
 from kubebastion.atomic_file import touch_private
 from kubebastion.cluster import Cluster, RawHost, build_cluster
-from kubebastion.connection import CONNECTION_NAME, POOL
 from kubebastion.errors import ConfigError
 from kubebastion.inventory_files import FILE_OPTIONS, InventoryFiles, check_simple_inventory
 from kubebastion.secrets import install_log_redaction
-from kubebastion.ssh_settings import SSHSettings
+from kubebastion.ssh.connection import CONNECTION_NAME, POOL
+from kubebastion.ssh.settings import SSHSettings
 
 #: What ``InitNornir`` accepts at the top of a config (``Config.from_dict``'s arguments).
 _CONFIG_SECTIONS = ("inventory", "ssh", "logging", "core", "runner", "user_defined")

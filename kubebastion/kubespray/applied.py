@@ -19,7 +19,7 @@ from typing import Any
 
 from kubebastion.kubespray.inventory import HOSTS_FILE
 from kubebastion.kubespray.playbook import PlaybookOutcome
-from kubebastion.remote import quote
+from kubebastion.ssh.remote import quote
 
 #: The parts of the desired state, in the order reasons are given, and how to say each.
 PARTS = {

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from kubebastion.kubespray.playbook import PlaybookPaths
-from kubebastion.remote import quote
+from kubebastion.ssh.remote import quote
 
 #: The attach script's exit code when the playbook ended without writing its status
 #: (its script was killed too): the recap decides then.

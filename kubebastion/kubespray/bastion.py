@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubebastion.errors import StepError
-from kubebastion.remote import quote
+from kubebastion.ssh.remote import quote
 
 
 def facts_command(python: str = "python3") -> str:

@@ -17,21 +17,16 @@ from nornir.core.task import AggregatedResult
 from nornir.core.task import Result as NornirResult
 from nornir.plugins.runners import SerialRunner
 
+from kubebastion.api import ClusterHealth, cluster_health, poll_health
 from kubebastion.errors import ConfigError
 from kubebastion.kubespray import applied, attach
 from kubebastion.kubespray.attach import RunningPlaybook
 from kubebastion.kubespray.bastion import BastionFacts
-from kubebastion.kubespray.health import ClusterHealth, cluster_health, poll_health
 from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent, run_stamp
 from kubebastion.kubespray.recap import recap_rows
 from kubebastion.kubespray.settings import KubespraySettings, settings_from
 from kubebastion.kubespray.sshtrust import BastionKey
-from kubebastion.node_ips import resolve_node_ips
-from kubebastion.report import CHANGED, FAILED, OK, HostOutcome, describe_exception
-from kubebastion.runlock import cluster_lock
-from kubebastion.runtime import Run
-from kubebastion.secrets import redact
-from kubebastion.steps.kubespray import (
+from kubebastion.kubespray.task import (
     RUNNING,
     attach_kubespray_playbook,
     authorize_bastion_key,
@@ -40,6 +35,11 @@ from kubebastion.steps.kubespray import (
     record_applied,
     run_kubespray_playbook,
 )
+from kubebastion.node_ips import resolve_node_ips
+from kubebastion.report import CHANGED, FAILED, OK, HostOutcome, describe_exception
+from kubebastion.runlock import cluster_lock
+from kubebastion.runtime import Run
+from kubebastion.secrets import redact
 
 HEALTH, PLAYBOOK, AUTHORIZE, PREFLIGHT = (
     "cluster health", "playbook", "authorized_keys", "preflight")

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from kubebastion.remote import quote
+from kubebastion.ssh.remote import quote
 
 #: ``timeout`` exits 124 when it stopped the command, 137 when it had to SIGKILL it.
 TIMED_OUT_CODES = (124, 137)

@@ -25,7 +25,7 @@ from kubebastion.kubespray.settings import (
     Source,
     TarballSource,
 )
-from kubebastion.remote import quote
+from kubebastion.ssh.remote import quote
 
 MARKER = ".kubebastion-source"
 #: Never uploaded: VCS data, caches, and inventories rendered locally by --render-to.

@@ -20,7 +20,7 @@ import paramiko
 
 from kubebastion.cluster import Node
 from kubebastion.errors import StepError
-from kubebastion.remote import quote
+from kubebastion.ssh.remote import quote
 
 KEY_FILE = "~/.ssh/id_ed25519"
 KNOWN_HOSTS_FILE = "~/.ssh/kubebastion_known_hosts"

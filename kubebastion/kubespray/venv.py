@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from kubebastion.errors import StepError
-from kubebastion.remote import quote
+from kubebastion.ssh.remote import quote
 
 MARKER = ".kubebastion-requirements.sha256"
 BUILD_INFIX = ".kubebastion-"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kubebastion.errors import StepError
 from kubebastion.kubespray.bastion import BastionFacts
-from kubebastion.remote import quote
+from kubebastion.ssh.remote import quote
 
 COMPLETE_MARKER = ".kubebastion-complete"
 _OLDEST_GLIBC_MINOR = 5  # manylinux1 == manylinux_2_5

@@ -5,11 +5,11 @@ Tunnels: many short TLS connections to the lab's API server, closed by the clien
 server is still sending (TLS 1.3 session tickets follow the handshake), through the one
 shared SSH connection to the bastion. Paramiko's channel pipe raced its transport
 thread on exactly this pattern and killed the connection: "connection lost" on about
-one ``fetch-kubeconfig`` in fifteen (see ``kubebastion.channel_socket``).
+one ``fetch-kubeconfig`` in fifteen (see ``kubebastion.ssh.channel_socket``).
 
 Stdin: a password sent to a command that does not read it (sudo that needs none) could
 go out after the channel's CLOSE, and OpenSSH dropped the connection ("data packet
-referred to nonexistent channel"; see ``kubebastion.channel_send``).
+referred to nonexistent channel"; see ``kubebastion.ssh.channel_send``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from collections.abc import Iterator
 import pytest
 
 import lab
-from kubebastion import remote
-from kubebastion.connection import POOL
-from kubebastion.kubespray.health import bastion_opener
+from kubebastion.api import bastion_opener
 from kubebastion.runtime import Run, build_run
-from kubebastion.shell import HostShell, shell_for_host
+from kubebastion.ssh import remote
+from kubebastion.ssh.connection import POOL
+from kubebastion.ssh.shell import HostShell, shell_for_host
 from tests.lab.test_kubespray import invoke_kubespray, write_config
 
 pytestmark = pytest.mark.lab

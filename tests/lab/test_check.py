@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 import lab
+from kubebastion.check import check_host
 from kubebastion.errors import HostKeyChangedError, SSHError, UnknownHostKeyError
 from kubebastion.runtime import build_run
-from kubebastion.steps.check import check_host
 from tests.lab.conftest import LAB_PARAMS, REPO
 
 pytestmark = pytest.mark.lab
@@ -159,8 +159,8 @@ def test_many_fast_commands_never_drop_the_shared_bastion_connection(
     OpenSSH drop the whole bastion connection, and every node's tunnel with it."""
     from nornir.core.task import Result, Task
 
-    from kubebastion.remote import run as remote_run
-    from kubebastion.shell import shell_for
+    from kubebastion.ssh.remote import run as remote_run
+    from kubebastion.ssh.shell import shell_for
 
     def many_true(task: Task) -> Result:
         shell = shell_for(task)

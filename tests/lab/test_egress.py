@@ -28,10 +28,10 @@ import yaml
 
 import lab
 from kubebastion.cloud import GENERIC
-from kubebastion.egress import FORWARDING_OFF, NO_DEFAULT_ROUTE, NO_MASQUERADE
+from kubebastion.egress.diagnose import FORWARDING_OFF, NO_DEFAULT_ROUTE, NO_MASQUERADE
+from kubebastion.egress.task import run_egress_check
 from kubebastion.report import FAILED, OK, HostOutcome
 from kubebastion.runtime import build_run
-from kubebastion.steps.egress import run_egress_check
 
 pytestmark = pytest.mark.lab
 

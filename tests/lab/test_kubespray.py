@@ -30,17 +30,17 @@ from nornir.core.task import Result as NornirResult
 import lab
 from kubebastion import node_ips
 from kubebastion import secrets as kb_secrets
-from kubebastion.certs import certificate_sans
+from kubebastion.api import cluster_health
 from kubebastion.errors import StepError
+from kubebastion.kubeconfig.certs import certificate_sans
 from kubebastion.kubespray import applied
 from kubebastion.kubespray.deploy import deploy_kubespray, settings_for
-from kubebastion.kubespray.health import cluster_health
 from kubebastion.kubespray.layout import RemoteLayout
 from kubebastion.kubespray.source import MARKER
-from kubebastion.remote import run as remote_run
+from kubebastion.kubespray.task import gather_bastion_facts, run_kubespray_playbook
 from kubebastion.runtime import build_run, load_config
-from kubebastion.shell import shell_for
-from kubebastion.steps.kubespray import gather_bastion_facts, run_kubespray_playbook
+from kubebastion.ssh.remote import run as remote_run
+from kubebastion.ssh.shell import shell_for
 
 pytestmark = pytest.mark.lab
 

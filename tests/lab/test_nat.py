@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 import lab
-from kubebastion.nat import (
+from kubebastion.nat.plan import (
     MANAGED_FILES,
     NFT_TABLE,
     UNIT_FILE,

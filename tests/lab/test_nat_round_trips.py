@@ -30,11 +30,11 @@ import paramiko
 import pytest
 
 import lab
-from kubebastion.nat import MANAGED_FILES, SYSCTL_DROPIN
+from kubebastion.nat.plan import MANAGED_FILES, SYSCTL_DROPIN
+from kubebastion.nat.task import run_nat
 from kubebastion.report import CHANGED, OK, HostOutcome
 from kubebastion.runlock import LOCK_DIR
 from kubebastion.runtime import build_run
-from kubebastion.steps.nat import run_nat
 
 pytestmark = pytest.mark.lab
 

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 import lab
-from kubebastion.nat import MANAGED_FILES
+from kubebastion.nat.plan import MANAGED_FILES
 
 pytestmark = pytest.mark.lab
 

@@ -32,12 +32,12 @@ from kubebastion import secrets as kb_secrets
 from kubebastion.kubespray import source as src
 from kubebastion.kubespray import wheelhouse as wh
 from kubebastion.kubespray.deploy import settings_for
-from kubebastion.runtime import build_run
-from kubebastion.steps.kubespray import (
+from kubebastion.kubespray.task import (
     ensure_kubespray_source,
     ensure_kubespray_venv,
     gather_bastion_facts,
 )
+from kubebastion.runtime import build_run
 from tests.figures import record_figure
 from tests.lab.test_kubespray import Invocation
 from tests.labgate import REAL_KUBESPRAY_SHA256, require_real_kubespray

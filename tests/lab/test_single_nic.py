@@ -29,8 +29,8 @@ from typing import Any
 import pytest
 
 import lab
-from kubebastion.egress import FORWARDING_OFF, NO_MASQUERADE
-from kubebastion.nat import NFT_TABLE
+from kubebastion.egress.diagnose import FORWARDING_OFF, NO_MASQUERADE
+from kubebastion.nat.plan import NFT_TABLE
 from lab.lock import held, session_lock
 from lab.topology import BASTION_PRIVATE_ADDRESS, EDGE_ADDRESS
 from tests.labgate import require_lab

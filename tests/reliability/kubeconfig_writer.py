@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from kubebastion.steps.fetch_kubeconfig import bastion_entry, merge_local, merged_text
+from kubebastion.kubeconfig.task import bastion_entry, merge_local, merged_text
 
 
 def main(argv: list[str]) -> int:

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 
 import lab
-from kubebastion import remote
 from kubebastion.errors import KubeBastionError, SSHError
 from kubebastion.runtime import build_run
-from kubebastion.shell import HostShell, shell_for_host
+from kubebastion.ssh import remote
+from kubebastion.ssh.shell import HostShell, shell_for_host
 from tests.reliability.conftest import RLAB_PARAMS, Figures
 from tests.reliability.helpers import as_root, kill_pids, session_sshds, write_config
 

@@ -18,14 +18,14 @@ from pathlib import Path
 import pytest
 
 import lab
+from kubebastion.check import check_host
 from kubebastion.errors import (
     AuthenticationError,
     HostKeyChangedError,
     SSHError,
     UnknownHostKeyError,
 )
-from kubebastion.ssh_settings import INSECURE_OPT_OUT
-from kubebastion.steps.check import check_host
+from kubebastion.ssh.settings import INSECURE_OPT_OUT
 from tests.reliability.conftest import RLAB_PARAMS, Figures
 from tests.reliability.helpers import (
     Inventory,

@@ -32,8 +32,8 @@ import pytest
 import yaml
 
 import lab
-from kubebastion.remote_kubeconfig import PAUSE_ENV, STAGE_PREFIX, commit_script
-from kubebastion.steps.fetch_kubeconfig import bastion_entry, merged_text
+from kubebastion.kubeconfig.remote import PAUSE_ENV, STAGE_PREFIX, commit_script
+from kubebastion.kubeconfig.task import bastion_entry, merged_text
 from tests.reliability.conftest import Figures
 from tests.reliability.helpers import (
     REPO,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import lab
-from kubebastion.steps.check import check_host
+from kubebastion.check import check_host
 from tests.reliability.conftest import Figures
 from tests.reliability.helpers import accepted_logins, bastion_back, invoke, timed_run, write_config
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 import lab
-from kubebastion.nat import FORWARD_CHAIN, NFT_TABLE, UNIT_FILE, masquerade_rules
+from kubebastion.nat.plan import FORWARD_CHAIN, NFT_TABLE, UNIT_FILE, masquerade_rules
 from lab.topology import BASTION_UPLINK_ADDRESS, INTERNET_HOST_ADDRESS, PRIVATE_CIDR
 from tests.reliability.conftest import Figures
 from tests.reliability.helpers import (

@@ -11,13 +11,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kubebastion.certs import (
+from kubebastion.errors import CertificateSANError, KubeBastionError
+from kubebastion.kubeconfig.certs import (
     CertificateSANs,
     address_in_sans,
     certificate_sans,
     ensure_address_in_sans,
 )
-from kubebastion.errors import CertificateSANError, KubeBastionError
 
 _KEY = ec.generate_private_key(ec.SECP256R1())
 

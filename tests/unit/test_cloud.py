@@ -35,7 +35,7 @@ from kubebastion.cloud import (
     dmi_command,
     parse_dmi,
 )
-from kubebastion.nat import parse_state, split_sections, state_command
+from kubebastion.nat.plan import parse_state, split_sections, state_command
 
 CASES = {
     "aws-nitro": ({"sys_vendor": "Amazon EC2", "product_name": "t3.medium",

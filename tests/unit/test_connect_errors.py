@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from kubebastion.connection import connect
 from kubebastion.errors import SSHError
-from kubebastion.ssh_settings import Endpoint, SSHSettings
+from kubebastion.ssh.connection import connect
+from kubebastion.ssh.settings import Endpoint, SSHSettings
 
 
 def settings(tmp_path: Path) -> SSHSettings:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from kubebastion.connection import ConnectionPool
 from kubebastion.errors import SSHError
-from kubebastion.ssh_settings import Endpoint
+from kubebastion.ssh.connection import ConnectionPool
+from kubebastion.ssh.settings import Endpoint
 
 BASTION = Endpoint("198.18.0.2", 22, "ops")
 

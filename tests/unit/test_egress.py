@@ -9,7 +9,7 @@ import pytest
 
 from kubebastion.cloud import AWS, GENERIC
 from kubebastion.cluster import EgressTarget
-from kubebastion.egress import (
+from kubebastion.egress.diagnose import (
     FORWARDING_OFF,
     NO_DEFAULT_ROUTE,
     NO_MASQUERADE,

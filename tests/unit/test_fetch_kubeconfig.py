@@ -12,18 +12,18 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubebastion.certs import CertificateSANs
+from kubebastion.admin_conf import install_script, parse_install_output
 from kubebastion.errors import StepError
-from kubebastion.remote_kubeconfig import CONFLICT_EXIT, MISSING, commit_script
-from kubebastion.steps.admin_conf import install_script, parse_install_output
-from kubebastion.steps.fetch_kubeconfig import (
+from kubebastion.kubeconfig.certs import CertificateSANs
+from kubebastion.kubeconfig.remote import CONFLICT_EXIT, MISSING, commit_script
+from kubebastion.kubeconfig.task import (
     bastion_entry,
     merge_local,
     merged_text,
     redacted_diff,
     tls_name_for_tunnel,
 )
-from kubebastion.steps.verify import node_rows
+from kubebastion.kubeconfig.verify import node_rows
 
 CASES = Path(__file__).parent / "cases" / "kubeconfig"
 ADMIN_V230 = (CASES / "admin_conf_v230.yaml").read_text()

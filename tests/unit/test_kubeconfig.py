@@ -20,7 +20,7 @@ import yaml
 from cryptography import x509
 
 from kubebastion.errors import KubeBastionError, KubeconfigError
-from kubebastion.kubeconfig import (
+from kubebastion.kubeconfig.merge import (
     ContextRefs,
     Kubeconfig,
     dump_kubeconfig,

@@ -17,8 +17,8 @@ from kubebastion.kubespray.attach import (
     running_command,
 )
 from kubebastion.kubespray.playbook import playbook_paths
-from kubebastion.kubespray.stream import stream_command
-from kubebastion.shell import LocalShell
+from kubebastion.ssh.shell import LocalShell
+from kubebastion.ssh.stream import stream_command
 
 RUN_FILE = ("running=yes\npid=42\nlog=/h/logs/kubespray-x.log\nexit=/h/logs/kubespray-x.exit\n"
             "cluster=lab\nstarted=2026-11-29T16:52:04Z\n")

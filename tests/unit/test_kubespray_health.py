@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from kubebastion.kubespray.health import (
+from kubebastion.api import (
     admin_credentials,
     check_api,
     evaluate,

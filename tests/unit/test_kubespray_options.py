@@ -26,8 +26,8 @@ from kubebastion.kubespray.playbook import (
 )
 from kubebastion.kubespray.recap import recap_rows
 from kubebastion.kubespray.settings import TarballSource, settings_from
-from kubebastion.kubespray.stream import stream_command
-from kubebastion.shell import LocalShell
+from kubebastion.ssh.shell import LocalShell
+from kubebastion.ssh.stream import stream_command
 
 CASES = Path(__file__).parent / "cases" / "kubespray"
 

@@ -31,8 +31,8 @@ from kubebastion.kubespray.playbook import (
     ssh_args,
     stop_command,
 )
-from kubebastion.kubespray.stream import stream_command
-from kubebastion.shell import LocalShell
+from kubebastion.ssh.shell import LocalShell
+from kubebastion.ssh.stream import stream_command
 
 CASES = Path(__file__).parent / "cases" / "kubespray"
 

@@ -10,7 +10,7 @@ import pytest
 from kubebastion.kubespray.bastion import BastionFacts, facts_command, parse_facts
 from kubebastion.kubespray.python import python_problems, release_line, supported_range
 from kubebastion.kubespray.venv import parse_state
-from kubebastion.shell import LocalShell
+from kubebastion.ssh.shell import LocalShell
 
 
 def facts(python: str, venv: bool = True) -> BastionFacts:

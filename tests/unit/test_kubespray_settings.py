@@ -43,7 +43,7 @@ from kubebastion.kubespray.wheelhouse import (
     wheelhouse_for,
     wheelhouse_id,
 )
-from kubebastion.shell import LocalShell
+from kubebastion.ssh.shell import LocalShell
 
 SHELL = LocalShell("bastion", 120)
 FACTS = BastionFacts("/home/u", "u", "3.11.2", "x86_64", "glibc 2.36", True)

@@ -30,7 +30,7 @@ from kubebastion.kubespray.source import (
     unpack_command,
     wanted_marker,
 )
-from kubebastion.shell import LocalShell
+from kubebastion.ssh.shell import LocalShell
 
 SHELL = LocalShell("bastion", 60)
 

@@ -18,7 +18,7 @@ from kubebastion.kubespray.sshtrust import (
     known_hosts_text,
     parse_bastion_key,
 )
-from kubebastion.shell import LocalShell
+from kubebastion.ssh.shell import LocalShell
 
 SHELL = LocalShell("bastion", 60)
 

@@ -12,7 +12,7 @@ import pytest
 
 from kubebastion.cluster import Cluster, RawHost, build_cluster
 from kubebastion.errors import InventoryError, StepError
-from kubebastion.nat import (
+from kubebastion.nat.plan import (
     MANAGED_FILES,
     NFT_FILE,
     OURS_MARK,
@@ -255,7 +255,7 @@ def test_two_nics_keep_the_plain_rule(fresh: BastionState) -> None:
 
 
 def test_missing_nft_still_plans_the_nat_it_will_install_for(fresh: BastionState) -> None:
-    """nft is installed by the step first (kubebastion.packages, tests/unit/test_packages.py);
+    """nft is installed by the step first (kubebastion.nat.packages, tests/unit/test_packages.py);
     the plan does not depend on it."""
     assert plan_nat(lab_cluster(), replace(fresh, nft_present=False)) == plan_nat(
         lab_cluster(), fresh)

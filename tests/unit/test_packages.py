@@ -14,7 +14,7 @@ import pytest
 
 from kubebastion.cluster import EgressTarget
 from kubebastion.errors import StepError
-from kubebastion.packages import (
+from kubebastion.nat.packages import (
     InstallPlan,
     PackageFacts,
     facts_command,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from kubebastion.kubespray.health import ClusterHealth, poll_health
+from kubebastion.api import ClusterHealth, poll_health
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""Command builders and parsers of kubebastion.remote and the check step."""
+"""Command builders and parsers of kubebastion.ssh.remote and the check step."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kubebastion.remote import (
+from kubebastion.check import check_command, parse_check_output
+from kubebastion.ssh.remote import (
     FileWrite,
     classify_sudo_failure,
     install_command,
@@ -16,7 +17,6 @@ from kubebastion.remote import (
     parse_file_state,
     sudo_command,
 )
-from kubebastion.steps.check import check_command, parse_check_output
 
 
 def test_sudo_command_without_password_never_prompts() -> None:
@@ -141,8 +141,8 @@ def test_command_output_is_returned_whole_even_when_it_contains_the_password() -
     and base64 blobs into garbage); errors are, since they are shown."""
     from kubebastion import secrets
     from kubebastion.errors import RemoteCommandError
-    from kubebastion.remote import run
-    from kubebastion.shell import LocalShell
+    from kubebastion.ssh.remote import run
+    from kubebastion.ssh.shell import LocalShell
 
     sentinel = "kb-unit-sentinel-5d1e"
     secrets.set_sudo_password(sentinel)
@@ -158,7 +158,7 @@ def test_command_output_is_returned_whole_even_when_it_contains_the_password() -
 
 
 def test_an_exclusive_put_never_writes_through_an_existing_path(tmp_path: Path) -> None:
-    from kubebastion.shell import LocalShell
+    from kubebastion.ssh.shell import LocalShell
 
     shell = LocalShell("local", 10)
     target = tmp_path / "upload"

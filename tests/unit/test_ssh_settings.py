@@ -13,8 +13,8 @@ import pytest
 
 from kubebastion import secrets
 from kubebastion.errors import ConfigError
-from kubebastion.hostkeys import fingerprint, load_known_hosts
-from kubebastion.ssh_settings import INSECURE_OPT_OUT, SSHSettings
+from kubebastion.ssh.hostkeys import fingerprint, load_known_hosts
+from kubebastion.ssh.settings import INSECURE_OPT_OUT, SSHSettings
 
 
 def test_defaults_verify_host_keys_and_bound_every_wait() -> None:

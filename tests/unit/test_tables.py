@@ -6,10 +6,10 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from kubebastion.console import outcome_table
 from kubebastion.deploy import DeployReport, StepReport
-from kubebastion.progress import summary_table
 from kubebastion.report import HostOutcome
+from kubebastion.ui.console import outcome_table
+from kubebastion.ui.progress import summary_table
 
 BACKUP = "/home/operator-with-a-long-name/.kube/config.kubebastion-backup-20261129T170000Z"
 ROW = HostOutcome("bastion", "changed", "--- /home/u/.kube/config (before)\n+++ after",

@@ -23,14 +23,14 @@ from nornir.core.configuration import Config
 from nornir.core.inventory import Host
 from nornir.core.task import Task
 
-from kubebastion.channel_send import (
+from kubebastion.errors import SSHError
+from kubebastion.interrupt import running
+from kubebastion.ssh.channel_send import (
     eof_unless_closed,
     send_unless_closed,
     signal_unless_closed,
 )
-from kubebastion.connection import CONNECTION_NAME
-from kubebastion.errors import SSHError
-from kubebastion.interrupt import running
+from kubebastion.ssh.connection import CONNECTION_NAME
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class SSHShell:
             raise SSHError(f"{self.name}: connection lost: {exc or type(exc).__name__}"
                            ) from None
         with channel, running(self.name, lambda: signal_unless_closed(channel)):
-            # Never sendall/shutdown_write here: see kubebastion.channel_send.
+            # Never sendall/shutdown_write here: see kubebastion.ssh.channel_send.
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                 if stdin is not None:
                     send_unless_closed(channel, stdin.encode())
@@ -193,7 +193,7 @@ def _collect(name: str, channel: paramiko.Channel, limit: float) -> CommandResul
 
     Waits in ``recv`` with a short timeout, never in ``select`` on the channel: that
     makes Paramiko create a pipe whose close races its transport thread, which can kill
-    the whole connection (see ``kubebastion.channel_socket``). Stdout wakes the loop at
+    the whole connection (see ``kubebastion.ssh.channel_socket``). Stdout wakes the loop at
     once; stderr is drained at least every ``_STDERR_DRAIN`` seconds, so a command that
     floods stderr cannot fill the channel window and stall.
     """

@@ -11,14 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubebastion.kubespray.health import (
+from kubebastion.api import (
     ApiCredentials,
     Opener,
     api_get,
     tls_context,
 )
-from kubebastion.remote import quote, run
-from kubebastion.shell import HostShell
+from kubebastion.ssh.remote import quote, run
+from kubebastion.ssh.shell import HostShell
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from kubebastion.cluster import EgressTarget
 from kubebastion.errors import StepError
-from kubebastion.nat import MARK, split_sections
+from kubebastion.nat.plan import MARK, split_sections
 
 NFTABLES = "nftables"
 #: What a package source's listing may hold: apt one-line and deb822 files, dnf .repo files.

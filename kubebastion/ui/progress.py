@@ -14,9 +14,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kubebastion.console import STATUS_STYLE
 from kubebastion.deploy import DeployReport, StepReport
 from kubebastion.report import outcome_of
+from kubebastion.ui.console import STATUS_STYLE
 
 
 class HostProgress:

@@ -30,22 +30,22 @@ from typing import Any
 from nornir.core import Nornir
 from nornir.core.task import Result, Task
 
-from kubebastion.channel_socket import channel_socket
 from kubebastion.cluster import Cluster
-from kubebastion.connection import CONNECTION_NAME, open_tunnel
 from kubebastion.errors import KubeBastionError, KubeconfigError
-from kubebastion.kubeconfig import (
+from kubebastion.kubeconfig.merge import (
     kubeconfig_ca_pem,
     kubeconfig_client_cert_pem,
     kubeconfig_client_key_pem,
     parse_kubeconfig,
     resolve_context,
 )
-from kubebastion.remote import read_file
 from kubebastion.report import describe_exception
 from kubebastion.secrets import Secret
-from kubebastion.shell import shell_for
-from kubebastion.ssh_settings import Endpoint
+from kubebastion.ssh.channel_socket import channel_socket
+from kubebastion.ssh.connection import CONNECTION_NAME, open_tunnel
+from kubebastion.ssh.remote import read_file
+from kubebastion.ssh.settings import Endpoint
+from kubebastion.ssh.shell import shell_for
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 _TIMEOUT = 10.0

@@ -23,20 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from nornir.core import Nornir
 from nornir.core.task import Result, Task
 
-from kubebastion.atomic_file import locked, prune_backups, write_atomic
-from kubebastion.certs import CertificateSANs, certificate_sans, ensure_address_in_sans
-from kubebastion.cluster import Cluster
-from kubebastion.errors import KubeBastionError, StepError
-from kubebastion.kubeconfig import (
-    Kubeconfig,
-    dump_kubeconfig,
-    format_server_url,
-    merge_kubeconfig,
-    parse_kubeconfig,
-    rename_entries,
-    rewrite_server,
-)
-from kubebastion.kubespray.health import (
+from kubebastion.api import (
     ApiCredentials,
     ClusterHealth,
     Opener,
@@ -45,18 +32,31 @@ from kubebastion.kubespray.health import (
     check_api,
     poll_health,
 )
-from kubebastion.node_ips import resolve_node_ips
-from kubebastion.remote import read_file
-from kubebastion.remote_kubeconfig import (
+from kubebastion.atomic_file import locked, prune_backups, write_atomic
+from kubebastion.cluster import Cluster
+from kubebastion.errors import KubeBastionError, StepError
+from kubebastion.kubeconfig.certs import CertificateSANs, certificate_sans, ensure_address_in_sans
+from kubebastion.kubeconfig.merge import (
+    Kubeconfig,
+    dump_kubeconfig,
+    format_server_url,
+    merge_kubeconfig,
+    parse_kubeconfig,
+    rename_entries,
+    rewrite_server,
+)
+from kubebastion.kubeconfig.remote import (
     DEFAULT_KEEP_BACKUPS,
     MergeFunction,
     kubeconfig_path,
     write_merged,
 )
+from kubebastion.kubeconfig.verify import NodeRow, kubectl_get_nodes, list_nodes
+from kubebastion.node_ips import resolve_node_ips
 from kubebastion.report import FAILED, HostOutcome, describe_exception, outcomes
 from kubebastion.runtime import Run, full_inventory
-from kubebastion.shell import shell_for, shell_for_host
-from kubebastion.steps.verify import NodeRow, kubectl_get_nodes, list_nodes
+from kubebastion.ssh.remote import read_file
+from kubebastion.ssh.shell import shell_for, shell_for_host
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 DEFAULT_TUNNEL_PORT = 16443

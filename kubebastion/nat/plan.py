@@ -1,8 +1,8 @@
 """NAT on the bastion: the pure parts.
 
 Everything here is data in, data out (templates rendered, commands built, outputs parsed),
-so it is unit-tested without a host; ``kubebastion.steps.nat`` only runs the commands, and
-``kubebastion.egress`` reads the same bastion state to diagnose the nodes' egress.
+so it is unit-tested without a host; ``kubebastion.nat.task`` only runs the commands, and
+``kubebastion.egress.diagnose`` reads the same bastion state to diagnose the nodes' egress.
 
 What kubebastion owns on the bastion, and nothing else:
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from kubebastion.cloud import dmi_command, parse_dmi
 from kubebastion.cluster import Cluster
 from kubebastion.errors import StepError
-from kubebastion.remote import FileWrite, quote
+from kubebastion.ssh.remote import FileWrite, quote
 from kubebastion.templating import render
 
 NFT_TABLE = "kubebastion_nat"
@@ -308,7 +308,7 @@ def recorded_wants_dir_created(state: BastionState) -> bool:
 
 def plan_nat(cluster: Cluster, state: BastionState) -> NatPlan:
     """What the bastion must hold; raises StepError (before any change) on bad input.
-    A missing ``nft`` is not bad input: the step installs it (``kubebastion.packages``)."""
+    A missing ``nft`` is not bad input: the step installs it (``kubebastion.nat.packages``)."""
     name = cluster.bastion.name
     if cluster.private_cidr.version != 4:
         raise StepError(f"{name}: private_cidr {cluster.private_cidr} is not IPv4; "

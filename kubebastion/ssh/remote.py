@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 
 from kubebastion.errors import RemoteCommandError, SSHError, SudoError
 from kubebastion.secrets import redact, sudo_password
-from kubebastion.shell import CommandResult, HostShell
+from kubebastion.ssh.shell import CommandResult, HostShell
 
 quote = shlex.quote
 

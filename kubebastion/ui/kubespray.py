@@ -5,9 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.markup import escape
 
-from kubebastion.console import outcome_table
 from kubebastion.kubespray.deploy import KubesprayReport
 from kubebastion.kubespray.playbook import ProgressEvent
+from kubebastion.ui.console import outcome_table
 
 _STYLE = {"play": "bold", "task": "", "handler": "", "failure": "bold red",
           "recap": "bold", "error": "bold red"}

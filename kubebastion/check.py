@@ -6,9 +6,9 @@ from dataclasses import asdict, dataclass
 
 from nornir.core.task import Result, Task
 
-from kubebastion.remote import classify_sudo_failure, sudo_command
 from kubebastion.secrets import redact, sudo_password
-from kubebastion.shell import shell_for
+from kubebastion.ssh.remote import classify_sudo_failure, sudo_command
+from kubebastion.ssh.shell import shell_for
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Protocol
 
 import paramiko
 
-from kubebastion.channel_send import send_unless_closed
+from kubebastion.ssh.channel_send import send_unless_closed
 
 _CHUNK = 65536
 _ERRORS = (OSError, EOFError, paramiko.SSHException)

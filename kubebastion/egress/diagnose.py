@@ -5,7 +5,7 @@ The diagnosis walks from the node outward and stops at the first cause: the node
 the bastion's forwarding, the masquerade, then name resolution on the node, then the
 connection itself. Causes the Linux side cannot show (a cloud dropping forwarded packets,
 a subnet routed by the provider) get the fix of the platform the bastion is on
-(``kubebastion.cloud``). ``kubebastion.steps.egress`` runs the commands.
+(``kubebastion.cloud``). ``kubebastion.egress.task`` runs the commands.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from dataclasses import asdict, dataclass
 
 from kubebastion.cloud import GENERIC, Provider, detect_provider
 from kubebastion.cluster import Cluster, EgressTarget
-from kubebastion.nat import (
+from kubebastion.nat.plan import (
     MARK,
     BastionState,
     masquerade_rules,
     parse_default_route,
     split_sections,
 )
-from kubebastion.remote import quote
+from kubebastion.ssh.remote import quote
 
 FORWARDING_OFF = "bastion does not forward (net.ipv4.ip_forward=0)"  # the usual one
 NO_MASQUERADE = "no masquerade on the bastion"

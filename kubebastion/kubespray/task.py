@@ -20,9 +20,7 @@ from nornir.core.task import Result, Task
 
 from kubebastion.atomic_file import touch_private
 from kubebastion.cluster import Cluster
-from kubebastion.connection import CONNECTION_NAME
 from kubebastion.errors import RemoteCommandError, StepError
-from kubebastion.hostkeys import load_known_hosts
 from kubebastion.interrupt import activity
 from kubebastion.kubespray import applied, attach
 from kubebastion.kubespray import playbook as pb
@@ -54,11 +52,13 @@ from kubebastion.kubespray.sshtrust import (
     known_hosts_text,
     parse_bastion_key,
 )
-from kubebastion.kubespray.stream import StreamResult, stream_command
-from kubebastion.remote import quote, read_file, run, upload, write_file
 from kubebastion.secrets import redact, sudo_password
-from kubebastion.shell import HostShell, shell_for
-from kubebastion.ssh_settings import SSHSettings
+from kubebastion.ssh.connection import CONNECTION_NAME
+from kubebastion.ssh.hostkeys import load_known_hosts
+from kubebastion.ssh.remote import quote, read_file, run, upload, write_file
+from kubebastion.ssh.settings import SSHSettings
+from kubebastion.ssh.shell import HostShell, shell_for
+from kubebastion.ssh.stream import StreamResult, stream_command
 
 LineHandler = Callable[[str], None]
 ProgressHandler = Callable[[pb.ProgressEvent], None]

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 from nornir.core.task import Result, Task
 
-from kubebastion import remote
 from kubebastion.cluster import Cluster
-from kubebastion.egress import (
+from kubebastion.egress.diagnose import (
     PROBE_TIMEOUT,
     BastionFacts,
     NodeEgress,
@@ -23,10 +22,11 @@ from kubebastion.egress import (
     egress_probe_command,
     parse_egress_output,
 )
-from kubebastion.nat import parse_state, state_command
+from kubebastion.nat.plan import parse_state, state_command
 from kubebastion.report import HostOutcome, outcomes
 from kubebastion.runtime import Run
-from kubebastion.shell import shell_for
+from kubebastion.ssh import remote
+from kubebastion.ssh.shell import shell_for
 
 
 @dataclass(frozen=True)

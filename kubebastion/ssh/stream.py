@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import paramiko
 
-from kubebastion.channel_send import eof_unless_closed, signal_unless_closed
 from kubebastion.errors import SSHError
 from kubebastion.interrupt import running
 from kubebastion.secrets import redact
-from kubebastion.shell import HostShell, LocalShell, SSHShell, kill_session
+from kubebastion.ssh.channel_send import eof_unless_closed, signal_unless_closed
+from kubebastion.ssh.shell import HostShell, LocalShell, SSHShell, kill_session
 
 LineHandler = Callable[[str], None]
 _CHUNK = 65536

@@ -14,9 +14,9 @@ import socket
 import threading
 from collections.abc import Iterator
 
-from kubebastion.channel_socket import pump
+from kubebastion.api import Opener
 from kubebastion.errors import ConfigError
-from kubebastion.kubespray.health import Opener
+from kubebastion.ssh.channel_socket import pump
 
 
 def _serve(client: socket.socket, opener: Opener, address: str, port: int) -> None:

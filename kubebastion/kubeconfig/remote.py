@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from kubebastion.errors import RemoteCommandError, StepError
-from kubebastion.remote import BACKUP_PREFIX, backup_suffix, quote, read_file, run
-from kubebastion.shell import HostShell
+from kubebastion.ssh.remote import BACKUP_PREFIX, backup_suffix, quote, read_file, run
+from kubebastion.ssh.shell import HostShell
 
 MISSING = "missing"
 CONFLICT_EXIT = 75

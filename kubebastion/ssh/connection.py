@@ -24,14 +24,14 @@ from kubebastion.errors import (
     HostKeyChangedError,
     SSHError,
 )
-from kubebastion.hostkeys import (
+from kubebastion.ssh.hostkeys import (
     AcceptUnknownHostKey,
     RefuseUnknownHostKey,
     fingerprint,
     load_known_hosts,
 )
-from kubebastion.keys import default_key_file, load_private_key
-from kubebastion.ssh_settings import Endpoint, SSHSettings
+from kubebastion.ssh.keys import default_key_file, load_private_key
+from kubebastion.ssh.settings import Endpoint, SSHSettings
 
 CONNECTION_NAME = "fabric"
 

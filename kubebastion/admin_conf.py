@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 from nornir.core.task import Result, Task
 
 from kubebastion.errors import StepError
-from kubebastion.remote import backup_suffix, quote, run
 from kubebastion.report import HostOutcome, outcomes
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
-from kubebastion.shell import shell_for
+from kubebastion.ssh.remote import backup_suffix, quote, run
+from kubebastion.ssh.shell import shell_for
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
 

@@ -15,11 +15,17 @@ from dataclasses import dataclass
 
 from nornir.core.task import Result, Task
 
-from kubebastion import remote
 from kubebastion.cluster import Cluster, EgressTarget
-from kubebastion.egress import egress_probe_command, parse_egress_output
+from kubebastion.egress.diagnose import egress_probe_command, parse_egress_output
 from kubebastion.errors import StepError
-from kubebastion.nat import (
+from kubebastion.nat.packages import (
+    InstallPlan,
+    facts_command,
+    parse_facts,
+    plan_install,
+    probe_targets,
+)
+from kubebastion.nat.plan import (
     BastionState,
     NatPlan,
     change_script,
@@ -31,17 +37,11 @@ from kubebastion.nat import (
     rules_diff,
     state_command,
 )
-from kubebastion.packages import (
-    InstallPlan,
-    facts_command,
-    parse_facts,
-    plan_install,
-    probe_targets,
-)
 from kubebastion.report import HostOutcome, outcomes
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
-from kubebastion.shell import HostShell, shell_for
+from kubebastion.ssh import remote
+from kubebastion.ssh.shell import HostShell, shell_for
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,0 @@
-"""One module per step; each exposes a Nornir task function."""
