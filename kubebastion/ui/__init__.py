@@ -1,0 +1,2 @@
+"""Presentation only: tables, live progress and the playbook's display. Nothing here
+decides what a run does."""
