@@ -18,12 +18,13 @@ Several labs can be up at once, one per name prefix, each with its own ``state_d
 from ``state.bastion.ssh_address`` (198.18.0.2 only for the default lab, when free).
 """
 
-from lab.hosts import host_exec, replace_host_key, restart_sshd
+from lab.hosts import host_exec, restart_sshd
 from lab.lifecycle import (
     config_beside,
     down,
     netns_usable,
     preflight,
+    replace_host_key,
     status,
     unavailable_reason,
     up,

@@ -368,24 +368,6 @@ def restart_sshd(state: LabState, name: str) -> HostState:
     return host
 
 
-def replace_host_key(state: LabState, name: str, *, update_known_hosts: bool = False) -> HostState:
-    """Give a host a brand-new host key and restart its sshd.
-
-    With ``update_known_hosts=False`` (default) the lab's known_hosts still holds the old
-    key, so a strict client must now refuse the host ("changed host key" tests). Call
-    again with ``update_known_hosts=True``, or run ``lab.up`` (which re-syncs
-    known_hosts), to make the host trusted again.
-    """
-    from lab import lifecycle  # local: lifecycle imports this module
-
-    host = state.host(name)
-    keys.generate_keypair(host.host_key, f"root@{name}")
-    host = restart_sshd(state, name)
-    if update_known_hosts:
-        lifecycle.write_client_files(state)
-    return host
-
-
 def host_exec(
     state: LabState,
     name: str,

@@ -164,7 +164,7 @@ def write_client_files(state: LabState) -> bool:
     """(Re)write inventory, nornir_config.yaml, known_hosts and ssh_config; return if any changed.
 
     known_hosts is always derived from the host keys on disk, so an ``up`` after
-    :func:`lab.hosts.replace_host_key` re-trusts the host.
+    :func:`replace_host_key` re-trusts the host.
     """
     topo = state.topology
     pubkeys = {h.name: keys.read_public(h.host_key) for h in state.hosts}
@@ -181,6 +181,22 @@ def write_client_files(state: LabState) -> bool:
     for h in state.hosts:
         h.host_key_fingerprint = keys.fingerprint(pubkeys[h.name])
     return any(changes)
+
+
+def replace_host_key(state: LabState, name: str, *, update_known_hosts: bool = False) -> HostState:
+    """Give a host a brand-new host key and restart its sshd.
+
+    With ``update_known_hosts=False`` (default) the lab's known_hosts still holds the old
+    key, so a strict client must now refuse the host ("changed host key" tests). Call
+    again with ``update_known_hosts=True``, or run ``lab.up`` (which re-syncs
+    known_hosts), to make the host trusted again.
+    """
+    host = state.host(name)
+    keys.generate_keypair(host.host_key, f"root@{name}")
+    host = hosts.restart_sshd(state, name)
+    if update_known_hosts:
+        write_client_files(state)
+    return host
 
 
 # --- up ---------------------------------------------------------------------------------
