@@ -13,7 +13,7 @@ reaches no real package mirror, so what the lab shows is:
 
 What the lab cannot show: a real `apt-get install` (the bastion shares this machine's
 /usr and dpkg database, and the emulated internet is no Debian mirror). That command and
-the decision are unit-tested in tests/unit/test_packages.py; no test here runs it.
+the decision are unit-tested in tests/unit/test_nat_packages.py; no test here runs it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,11 @@ import pytest
 
 from kubebastion.kubespray import applied
 from kubebastion.kubespray.inventory import GROUP_VARS_FILE, HOSTS_FILE
-from kubebastion.kubespray.playbook import HostRecap, PlaybookOutcome, parse_playbook_output
+from kubebastion.kubespray.playbook import (
+    HostRecap,
+    PlaybookOutcome,
+    parse_playbook_output,
+)
 
 INVENTORY = {HOSTS_FILE: "all: {}\n", GROUP_VARS_FILE: "{}\n"}
 BASE: dict[str, object] = {
@@ -69,3 +73,17 @@ def test_only_a_full_clean_recap_counts_as_success() -> None:
     unreachable = outcome(0, RECAP.format(failed=0))
     unreachable.summary.recap["k8s-w0"] = HostRecap(ok=1, unreachable=1)
     assert not applied.complete_success(unreachable, hosts)
+
+
+def test_extra_vars_are_part_of_the_recorded_state() -> None:
+    from kubebastion.kubespray import applied
+    from kubebastion.kubespray.inventory import GROUP_VARS_FILE, HOSTS_FILE
+
+    def state(*extra: str) -> dict[str, str]:
+        return applied.desired_state(source_identity="s", requirements_sha256="r",
+                                     inventory={HOSTS_FILE: "h", GROUP_VARS_FILE: "g"},
+                                     kubespray_vars={}, api=":6443", checkout="/k",
+                                     extra_vars=extra)
+    assert applied.reasons_to_run(state("a=1"), state("a=1")) == []
+    assert applied.reasons_to_run(state("a=1"), state("a=2")) == [
+        "the extra vars (-e, the extra_vars setting) changed since the last successful run"]

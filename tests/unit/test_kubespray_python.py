@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import stat
-from pathlib import Path
-
 import pytest
 
-from kubebastion.kubespray.bastion import BastionFacts, facts_command, parse_facts
+from kubebastion.kubespray.bastion import BastionFacts
 from kubebastion.kubespray.python import python_problems, release_line, supported_range
-from kubebastion.kubespray.venv import parse_state
-from kubebastion.ssh.shell import LocalShell
 
 
 def facts(python: str, venv: bool = True) -> BastionFacts:
@@ -57,39 +52,3 @@ def test_missing_interpreter_and_missing_venv_module() -> None:
     no_venv, = python_problems(facts("3.11.2", venv=False), "python3", "v2.31.0")
     assert no_venv.endswith("install its venv package, e.g. `sudo apt install "
                             "python3.11-venv`")
-
-
-def write_script(path: Path, text: str) -> str:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return str(path)
-
-
-def test_facts_come_from_the_chosen_interpreter(tmp_path: Path) -> None:
-    """What a wrapper of python3 reports is what the check sees (the lab test's trick),
-    and an interpreter without ensurepip is told apart."""
-    shell = LocalShell("bastion", 60)
-    fake = write_script(tmp_path / "py310", "#!/bin/sh\nif [ \"$1\" = - ]; then python3 - | "
-                        "sed 's/^python=.*/python=3.10.12/'; exit; fi\nexec python3 \"$@\"\n")
-    seen = parse_facts(shell.run(facts_command(fake)).stdout)
-    assert (seen.python, seen.venv) == ("3.10.12", True)
-    broken = write_script(tmp_path / "py-no-venv", "#!/bin/sh\ncase \"$*\" in *ensurepip*) "
-                          "exit 1;; esac\nexec python3 \"$@\"\n")
-    assert parse_facts(shell.run(facts_command(broken)).stdout).venv is False
-    absent = parse_facts(shell.run(facts_command(str(tmp_path / "nope"))).stdout)
-    assert absent.python == ""
-
-
-def test_a_venv_made_by_another_python_is_rebuilt() -> None:
-    state = parse_state("requirements=abc\nbuilt=abc\nansible=yes\nvenv=yes\nexists=yes\n"
-                        "python=3.11.2\n")
-    assert state.made_by("3.11.9") and not state.made_by("3.12.3")
-    assert parse_state("venv=yes\n").made_by("3.12.3")  # unknown: not a reason by itself
-
-
-def test_the_venv_is_made_by_the_chosen_interpreter() -> None:
-    from kubebastion.kubespray.venv import build_command
-
-    command = build_command("/home/u/venv", "/home/u/kubespray", "abc", None, "b1",
-                            "python3.11")
-    assert "\npython3.11 -m venv /home/u/venv.kubebastion-b1\n" in command

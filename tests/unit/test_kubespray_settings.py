@@ -1,19 +1,16 @@
-"""Settings from the inventory and the command line, bastion facts, wheel platform tags,
-and the venv's state and build commands (the build run for real in a local shell)."""
+"""Settings from the inventory and the command line: paths, sources, the tarball's pinned
+sha256, extra vars and the preflight."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-import sys
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kubebastion.errors import ConfigError, StepError
-from kubebastion.kubespray.bastion import FACTS_COMMAND, BastionFacts, parse_facts
+from kubebastion.errors import ConfigError
 from kubebastion.kubespray.settings import (
     DEFAULT_REPOSITORY,
     DEFAULT_TIMEOUT,
@@ -25,28 +22,6 @@ from kubebastion.kubespray.settings import (
     is_git_url,
     settings_from,
 )
-from kubebastion.kubespray.venv import (
-    VenvState,
-    build_command,
-    build_dir,
-    check_replaceable,
-    cleanup_command,
-    explain_build_failure,
-    parse_state,
-    state_command,
-)
-from kubebastion.kubespray.wheelhouse import (
-    cache_key,
-    is_prebuilt,
-    pip_download_command,
-    platform_tags,
-    wheelhouse_for,
-    wheelhouse_id,
-)
-from kubebastion.ssh.shell import LocalShell
-
-SHELL = LocalShell("bastion", 120)
-FACTS = BastionFacts("/home/u", "u", "3.11.2", "x86_64", "glibc 2.36", True)
 
 
 def checkout(root: Path) -> Path:
@@ -129,149 +104,55 @@ def test_expand_home() -> None:
     assert expand_home("~", "/home/u") == "/home/u"
 
 
-def test_facts_from_this_machine() -> None:
-    facts = parse_facts(SHELL.run(FACTS_COMMAND).stdout)
-    assert facts.home.startswith("/") and facts.python.startswith("3.")
-    assert facts.python_minor.count(".") == 1 and facts.machine and facts.git
+def tarball(tmp_path: Path) -> tuple[Path, str]:
+    path = tmp_path / "kubespray-2.31.0.tar.gz"
+    path.write_bytes(b"not really a tarball, but bytes to hash")
+    return path, hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_facts_errors() -> None:
-    assert parse_facts("home=/home/u\npython=\n").python == ""  # kubespray.python says so
-    with pytest.raises(StepError, match="home folder"):
-        parse_facts("python=3.11.2\n")
+def test_a_pinned_sha256_that_matches_is_kept(tmp_path: Path) -> None:
+    path, digest = tarball(tmp_path)
+    settings = settings_from({"source": str(path), "source_sha256": digest.upper()}, tmp_path)
+    assert settings.source == TarballSource(path, digest)
+    assert settings_from({}, tmp_path, source=str(path),
+                         source_sha256=f"sha256:{digest}").source == TarballSource(path, digest)
 
 
-def test_platform_tags_cover_older_manylinux() -> None:
-    tags = platform_tags("x86_64", "glibc 2.36")
-    assert tags[0] == "manylinux_2_36_x86_64" and "manylinux_2_17_x86_64" in tags
-    assert "manylinux_2_5_x86_64" in tags and "manylinux2014_x86_64" in tags
-    assert platform_tags("aarch64", "")[0] == "musllinux_1_2_aarch64"
-    with pytest.raises(StepError):
-        platform_tags("", "glibc 2.36")
+def test_a_wrong_sha256_stops_before_any_upload_and_names_both(tmp_path: Path) -> None:
+    path, digest = tarball(tmp_path)
+    wrong = "0" * 64
+    with pytest.raises(ConfigError) as caught:
+        settings_from({"source": str(path), "source_sha256": wrong}, tmp_path)
+    message = str(caught.value)
+    assert digest in message and wrong in message and "nothing was uploaded" in message
 
 
-def test_pip_download_targets_the_bastion(tmp_path: Path) -> None:
-    command = pip_download_command(tmp_path / "r.txt", tmp_path / "w", FACTS)
-    assert command[:3] == [sys.executable, "-m", "pip"]
-    assert "--only-binary=:all:" in command
-    assert command[command.index("--python-version") + 1] == "3.11"
-    assert command.count("--platform") == len(platform_tags("x86_64", "glibc 2.36"))
-    other = BastionFacts("/h", "u", "3.12.1", "x86_64", "glibc 2.36", True)
-    assert cache_key(b"a", FACTS) != cache_key(b"a", other)
-    assert cache_key(b"a", FACTS) != cache_key(b"b", FACTS)
-    assert cache_key(b"a", FACTS) == cache_key(b"a", FACTS)
+@pytest.mark.parametrize(("source", "sha", "message"), [
+    (None, "abc", "is not a sha256"),
+    ("dir", "0" * 64, "applies to a tarball source"),
+    ("git", "0" * 64, "applies to a tarball source"),
+], ids=["malformed", "directory", "git"])
+def test_a_sha256_is_refused_where_it_cannot_apply(tmp_path: Path, source: str | None,
+                                                   sha: str, message: str) -> None:
+    path, _ = tarball(tmp_path)
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "cluster.yml").write_text("")
+    (checkout / "requirements.txt").write_text("")
+    chosen = {None: str(path), "dir": str(checkout),
+              "git": "https://example.invalid/kubespray.git"}[source]
+    with pytest.raises(ConfigError, match=message):
+        settings_from({"source": chosen, "source_sha256": sha}, tmp_path)
 
 
-def test_prebuilt_wheelhouse_is_used_as_is(tmp_path: Path) -> None:
-    (tmp_path / "x-1.0-py3-none-any.whl").write_bytes(b"zip")
-    assert is_prebuilt(tmp_path)
-    assert wheelhouse_for(tmp_path, b"x==1.0\n", FACTS) == tmp_path
-    first = wheelhouse_id(tmp_path)
-    (tmp_path / "y-1.0-py3-none-any.whl").write_bytes(b"zip")
-    assert wheelhouse_id(tmp_path) != first
-
-
-def test_venv_state_parsing_and_guard() -> None:
-    state = parse_state("requirements=abc\nbuilt=abc\nansible=yes\nvenv=yes\nexists=yes\n")
-    assert state.up_to_date
-    assert not parse_state("requirements=abc\nbuilt=old\nansible=yes\n").up_to_date
-    assert not parse_state("built=\n").up_to_date
-    with pytest.raises(StepError, match="not a venv"):
-        check_replaceable(VenvState("a", "", False, False, True), "/home/u/data")
-    check_replaceable(VenvState("a", "", False, False, False), "/home/u/new")
-    assert "python3-venv" in explain_build_failure("ensurepip is not available")
-    assert "--wheelhouse" in explain_build_failure(
-        "ERROR: No matching distribution found for ansible==11.13.0")
-
-
-def test_venv_build_beside_then_swap_for_real(tmp_path: Path) -> None:
-    """Real ``python3 -m venv`` + ``pip install --no-index`` (nothing to install) here: the
-    build goes beside, the link is swapped, a rebuild replaces it and removes the old one,
-    and a half-built folder of ours is listed as a leftover (nothing else is)."""
-    ks = tmp_path / "kubespray"
-    ks.mkdir()
-    (ks / "requirements.txt").write_text("# nothing pinned in this test\n")
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    venv = tmp_path / "venv"
-    digest = hashlib.sha256((ks / "requirements.txt").read_bytes()).hexdigest()
-
-    def state() -> VenvState:
-        return parse_state(SHELL.run(state_command(str(venv), str(ks))).stdout, str(venv))
-
-    before = state()
-    assert before.requirements_sha256 == digest and not before.exists
-    result = SHELL.run(build_command(str(venv), str(ks), digest, str(wheels), "one"),
-                       timeout=120)
-    assert result.ok, result.stderr
-    after = state()
-    assert after.built_from == digest and after.is_venv and after.is_link
-    assert not after.has_ansible and after.leftovers == ()
-    assert venv.readlink() == Path(build_dir(str(venv), "one"))
-
-    half = Path(build_dir(str(venv), "interrupted"))
-    (half / "bin").mkdir(parents=True)  # what an interrupted build leaves
-    (tmp_path / "venv.someone-elses").mkdir()
-    assert state().leftovers == (str(half),)
-    assert SHELL.run(cleanup_command(state().leftovers)).ok
-    assert not half.exists() and (tmp_path / "venv.someone-elses").is_dir()
-
-    result = SHELL.run(build_command(str(venv), str(ks), digest, str(wheels), "two"),
-                       timeout=120)
-    assert result.ok, result.stderr
-    assert venv.readlink() == Path(build_dir(str(venv), "two"))
-    assert not Path(build_dir(str(venv), "one")).exists()
-    assert state().is_venv and state().leftovers == ()
-
-
-def test_a_real_venv_folder_is_kept_as_previous_when_the_link_replaces_it(
-        tmp_path: Path) -> None:
-    ks = tmp_path / "kubespray"
-    ks.mkdir()
-    (ks / "requirements.txt").write_text("\n")
-    venv = tmp_path / "venv"
-    venv.mkdir()
-    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
-    result = SHELL.run(build_command(str(venv), str(ks), "x", str(tmp_path), "new"),
-                       timeout=120)
-    assert result.ok, result.stderr
-    assert venv.is_symlink() and (tmp_path / "venv.previous" / "pyvenv.cfg").is_file()
-
-
-def test_leftovers_outside_our_naming_are_never_listed() -> None:
-    out = ("leftover=/h/venv.kubebastion-abc\nleftover=/h/other.kubebastion-x\n"
-           "leftover=/h/venv.kubebastion-a/b\nleftover=/h/venv.previous\n")
-    assert parse_state(out, "/h/venv").leftovers == ("/h/venv.kubebastion-abc",)
-    assert parse_state(out).leftovers == ()
-
-
-def _tiny_wheel(folder: Path, name: str) -> None:
-    """A valid pure-Python wheel with one module, written by hand (no build tools)."""
-    dist = f"{name}-1.0.dist-info"
-    files = {
-        f"{name}.py": "VALUE = 1\n",
-        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
-        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
-                         "Tag: py3-none-any\n",
-    }
-    record = "".join(f"{path},,\n" for path in files) + f"{dist}/RECORD,,\n"
-    with zipfile.ZipFile(folder / f"{name}-1.0-py3-none-any.whl", "w") as wheel:
-        for path, text in {**files, f"{dist}/RECORD": record}.items():
-            wheel.writestr(path, text)
-
-
-def test_the_venv_build_does_not_byte_compile_what_it_installs(tmp_path: Path) -> None:
-    """pip's byte-compiling of ansible 11's ~50,000 files was most of the build's time; the
-    requirements are installed with --no-compile (Python compiles what it imports)."""
-    ks = tmp_path / "kubespray"
-    ks.mkdir()
-    (ks / "requirements.txt").write_text("kbtinypkg==1.0\n")
-    wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    _tiny_wheel(wheels, "kbtinypkg")
-    venv = tmp_path / "venv"
-    result = SHELL.run(build_command(str(venv), str(ks), "x", str(wheels), "one"), timeout=120)
-    assert result.ok, result.stderr
-    installed = list(venv.resolve().glob("lib/python3*/site-packages/kbtinypkg.py"))
-    assert len(installed) == 1
-    assert not list(installed[0].parent.glob("__pycache__/kbtinypkg*.pyc"))
+def test_settings_carry_extra_vars_and_preflight(tmp_path: Path) -> None:
+    settings = settings_from({"extra_vars": ["a=1"], "preflight": False}, tmp_path,
+                             extra_vars=["a=2"], limit="k8s-m0")
+    assert settings.playbook.argv() == ["--limit", "k8s-m0", "-e", "a=1", "-e", "a=2"]
+    assert settings.preflight is False
+    assert settings_from({}, tmp_path).preflight is True
+    assert settings_from({"preflight": False}, tmp_path, preflight=True).preflight is True
+    with pytest.raises(ConfigError, match="preflight must be true or false"):
+        settings_from({"preflight": "no"}, tmp_path)
+    with pytest.raises(ConfigError, match="extra_vars must be a list"):
+        settings_from({"extra_vars": "a=1"}, tmp_path)

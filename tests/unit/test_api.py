@@ -1,5 +1,6 @@
-"""The "cluster already up" check: the pure verdict, and the TLS client against a real local
-HTTPS server that demands a client certificate signed by its CA."""
+"""The Kubernetes API client: the "cluster already up" verdict, the TLS client against a real
+local HTTPS server that demands a client certificate signed by its CA, and ``poll_health``,
+the one poller for "every node Ready" after kubespray and after a fetch."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import json
 import socket
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,10 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from kubebastion.api import (
+    ClusterHealth,
     admin_credentials,
     check_api,
     evaluate,
     node_readiness,
+    poll_health,
 )
 
 
@@ -175,3 +178,33 @@ def test_nothing_listening_is_not_up() -> None:
     health = check_api(opener, "127.0.0.1", port, admin_credentials(pki.admin_conf(), "x"),
                        ["k8s-m0"], timeout=2)
     assert not health.healthy and f"https://127.0.0.1:{port}" in health.detail
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def answers(*healthy: bool) -> Callable[[], ClusterHealth]:
+    seen = iter(healthy)
+    return lambda: ClusterHealth(next(seen), "detail")
+
+
+def test_returns_at_the_first_healthy_answer() -> None:
+    clock = FakeClock()
+    health = poll_health(answers(False, False, True, False), timeout=60, interval=2,
+                         clock=clock, sleep=clock.sleep)
+    assert health.healthy and clock.now == 4.0
+
+
+def test_gives_the_last_answer_at_the_timeout() -> None:
+    clock = FakeClock()
+    health = poll_health(answers(*[False] * 10), timeout=5, interval=2, clock=clock,
+                         sleep=clock.sleep)
+    assert not health.healthy and clock.now == 6.0

@@ -255,8 +255,8 @@ def test_two_nics_keep_the_plain_rule(fresh: BastionState) -> None:
 
 
 def test_missing_nft_still_plans_the_nat_it_will_install_for(fresh: BastionState) -> None:
-    """nft is installed by the step first (kubebastion.nat.packages, tests/unit/test_packages.py);
-    the plan does not depend on it."""
+    """nft is installed by the step first (kubebastion.nat.packages,
+    tests/unit/test_nat_packages.py); the plan does not depend on it."""
     assert plan_nat(lab_cluster(), replace(fresh, nft_present=False)) == plan_nat(
         lab_cluster(), fresh)
 

@@ -1,4 +1,4 @@
-"""Command builders and parsers of kubebastion.ssh.remote and the check step."""
+"""Command builders and parsers of kubebastion.ssh.remote."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from kubebastion.check import check_command, parse_check_output
 from kubebastion.ssh.remote import (
     FileWrite,
     classify_sudo_failure,
@@ -116,26 +115,6 @@ def test_parse_file_state() -> None:
         parse_file_state("garbage line here\n")
 
 
-def test_check_command_runs_locally_and_parses() -> None:
-    # The script is plain sh: run it here (sudo may be absent: then sudo=false).
-    out = subprocess.run(["/bin/sh", "-c", check_command(False)], capture_output=True,
-                         text=True, check=False, stdin=subprocess.DEVNULL)
-    facts = parse_check_output(out.stdout)
-    assert facts.user
-    assert facts.python3.startswith("Python 3")
-
-
-def test_parse_check_output_captured() -> None:
-    captured = ("user=ubuntu\npython3=Python 3.12.3\nos=Ubuntu 24.04.1 LTS\nsudo=1\n"
-                "sudo_err=sudo: a password is required \n")
-    facts = parse_check_output(captured)
-    assert facts.user == "ubuntu" and facts.sudo is False
-    assert "password is required" in facts.sudo_detail
-    assert facts.os_release == "Ubuntu 24.04.1 LTS"
-    with pytest.raises(ValueError, match="lacks"):
-        parse_check_output("user=x\n")
-
-
 def test_command_output_is_returned_whole_even_when_it_contains_the_password() -> None:
     """Data is not scrubbed (a password "ubuntu" would turn /home/ubuntu into /home/***
     and base64 blobs into garbage); errors are, since they are shown."""
@@ -155,20 +134,3 @@ def test_command_output_is_returned_whole_even_when_it_contains_the_password() -
         assert sentinel not in raised.value.stderr
     finally:
         secrets.set_sudo_password(None)
-
-
-def test_an_exclusive_put_never_writes_through_an_existing_path(tmp_path: Path) -> None:
-    from kubebastion.ssh.shell import LocalShell
-
-    shell = LocalShell("local", 10)
-    target = tmp_path / "upload"
-    shell.put(b"first", str(target), exclusive=True)
-    assert target.read_bytes() == b"first" and target.stat().st_mode & 0o777 == 0o600
-    victim = tmp_path / "victim"
-    victim.write_bytes(b"theirs")
-    planted = tmp_path / "planted"
-    planted.symlink_to(victim)
-    for existing in (target, planted):
-        with pytest.raises(FileExistsError):
-            shell.put(b"second", str(existing), exclusive=True)
-    assert target.read_bytes() == b"first" and victim.read_bytes() == b"theirs"
