@@ -8,6 +8,7 @@ cycle gets papered over instead of removed."""
 from __future__ import annotations
 
 import ast
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +17,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("kubebastion", "lab", "examples", "tests")
 TOP_LEVEL = ("tasks.py",)
-# Lab files that run on the lab hosts as scripts (copied there by the stand-in kubespray
-# role); they are not modules of the `lab` package.
-SCRIPTS = ("lab/kubespray/", "lab/apiserver/")
+# Not modules of the `lab` package: scripts that run on the lab hosts (copied there by the
+# stand-in kubespray role), and the labs' state (hosts' homes, with venvs, git-ignored).
+SKIPPED = ("lab/kubespray", "lab/apiserver", "lab/state")
 
 
 def module_files(root: Path) -> dict[str, Path]:
@@ -26,10 +27,12 @@ def module_files(root: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     paths = [root / name for name in TOP_LEVEL if (root / name).exists()]
     for package in PACKAGES:
-        paths.extend(sorted((root / package).rglob("*.py")))
+        for folder, subfolders, names in os.walk(root / package):
+            here = Path(folder)
+            subfolders[:] = sorted(name for name in subfolders if not (here / name).relative_to(
+                root).as_posix().startswith(SKIPPED))
+            paths.extend(here / name for name in sorted(names) if name.endswith(".py"))
     for path in paths:
-        if path.relative_to(root).as_posix().startswith(SCRIPTS):
-            continue
         parts = list(path.relative_to(root).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
