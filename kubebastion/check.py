@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass
 
 from nornir.core.task import Result, Task
 
+from kubebastion.report import HostOutcome, outcomes
+from kubebastion.runtime import Run
 from kubebastion.secrets import redact, sudo_password
 from kubebastion.ssh.remote import classify_sudo_failure, sudo_command
 from kubebastion.ssh.shell import shell_for
@@ -69,3 +71,8 @@ def check_host(task: Task) -> Result:
         problems.append("python3 is missing (ansible needs it)")
     return Result(host=task.host, result=facts, changed=False, failed=bool(problems),
                   diff="; ".join(problems))
+
+
+def run_check(run: Run) -> list[HostOutcome]:
+    """check_host on every host, the bastion and every node."""
+    return outcomes(run.nornir.run(task=check_host, name="check"))

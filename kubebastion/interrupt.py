@@ -144,15 +144,16 @@ def handling_interrupts() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def summary(task: str) -> str:
-    """One line: what was interrupted, what was stopped on the hosts, what comes next.
-    Waits (briefly) for the stopping to finish first."""
+def summary(command: str) -> str:
+    """One line: what was interrupted (``command`` as the operator typed it, e.g.
+    ``invoke deploy``), what was stopped on the hosts, what comes next. Waits (briefly)
+    for the stopping to finish first."""
     for stopper in _STOPPER:
         stopper.join(_STOP_WAIT)
     _STOPPER.clear()
     with _LOCK:
         stopped = list(_STOPPED)
-    where = f"`invoke {task}`" + (f" at {_STAGE[0]}" if _STAGE else "")
+    where = f"`{command}`" + (f" at {_STAGE[0]}" if _STAGE else "")
     if stopped:
         done = "; ".join(sorted({f"{c.host}: {c.activity.what if c.activity else 'a command'}"
                                  for c in stopped}))

@@ -10,7 +10,7 @@ a subnet routed by the provider) get the fix of the platform the bastion is on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 from kubebastion.cloud import GENERIC, Provider, detect_provider
@@ -30,6 +30,8 @@ NO_DEFAULT_ROUTE = "no default route"
 NOT_VIA_BASTION = "default route not via the bastion"
 UNREACHABLE = "target unreachable"
 NO_RESOLVE = "name does not resolve on"
+#: The diagnoses that NAT on the bastion (the ``nat`` command) fixes by itself.
+FIXED_BY_NAT = (FORWARDING_OFF, NO_MASQUERADE)
 PROBE_TIMEOUT = 3.0
 #: The connection reached something that said no: the network path works.
 _REFUSED = "Connection refused"
@@ -193,6 +195,12 @@ def _unresolved(node_name: str, node: NodeEgress, probes: Sequence[Probe],
     names = ", ".join(f"{p.target} ({p.error})" if p.error else p.target for p in probes)
     fix = provider.dns if provider is GENERIC else f"{provider.dns}; else {GENERIC.dns}"
     return _with_fix(f"{NO_RESOLVE} {node_name} ({resolver}): {names}", fix)
+
+
+def nat_fixes(diagnoses: Iterable[str]) -> bool:
+    """Whether one of these diagnoses is fixed by NAT on the bastion: the command line
+    then names the ``nat`` command, since the diagnosis alone names only the cause."""
+    return any(diagnosis in FIXED_BY_NAT for diagnosis in diagnoses)
 
 
 def diagnose(node: NodeEgress, bastion: BastionFacts | None,

@@ -1,4 +1,4 @@
-"""``invoke tunnel``: the operator's local port forwarded to the API through the bastion.
+"""The ``tunnel`` command: the operator's local port forwarded to the API through the bastion.
 
 The operator usually cannot route to the private API address. A local forward over the
 bastion's SSH connection (the same verified connection every step uses) gives kubectl a
@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-from kubebastion.api import Opener
+from nornir.core import Nornir
+
+from kubebastion.api import Opener, bastion_opener
+from kubebastion.cluster import Cluster
 from kubebastion.errors import ConfigError
 from kubebastion.ssh.channel_socket import pump
 
@@ -69,3 +73,25 @@ def forward(opener: Opener, address: str, port: int, local_port: int,
         stop.set()
         listener.close()
         thread.join(timeout=2)
+
+
+def serve_api(nornir: Nornir, cluster: Cluster, local_port: int, bind: str,
+              on_ready: Callable[[str], None]) -> None:
+    """The ``tunnel`` command: forward ``bind:local_port`` to the cluster's API through the
+    bastion until Ctrl-C or SIGTERM (how a service manager or ``kill`` stops it), then
+    return normally. ``on_ready`` gets the line that says where it listens."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        opener = bastion_opener(nornir, cluster)
+        target = cluster.api_server_address
+        with forward(opener, target, cluster.api_port, local_port, bind) as port:
+            on_ready(f"tunnel: {bind}:{port} -> {target}:{cluster.api_port} "
+                     f"via {cluster.bastion.name} (Ctrl-C to stop)")
+            try:
+                while not stop.wait(1):
+                    pass
+            except KeyboardInterrupt:
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

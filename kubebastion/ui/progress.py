@@ -17,6 +17,7 @@ from rich.table import Table
 from kubebastion.deploy import DeployReport, StepReport
 from kubebastion.report import outcome_of
 from kubebastion.ui.console import STATUS_STYLE
+from kubebastion.ui.reports import kubectl_on_bastion
 
 
 class HostProgress:
@@ -103,3 +104,17 @@ def print_diffs(report: DeployReport, console: Console) -> None:
             if row.status == "changed" and row.detail:
                 console.print(f"[bold]{escape(step.name)} {escape(row.host)}[/]")
                 console.print(row.detail, markup=False, highlight=False, soft_wrap=True)
+
+
+def show_deploy(console: Console, report: DeployReport) -> None:
+    """A dry run's diffs, the step table with durations, the nodes, the next command."""
+    if report.dry_run:
+        print_diffs(report, console)
+    console.print(summary_table(report))
+    console.print(f"total {report.seconds:.1f} s"
+                  + (" (dry run: nothing was changed)" if report.dry_run else ""))
+    fetched = next((s for s in report.steps if s.name == "fetch-kubeconfig"), None)
+    if fetched is not None and fetched.extra.get("kubectl"):
+        kubectl_on_bastion(console, str(fetched.extra["kubectl"]))
+    if report.next_command():
+        console.print(f"next: {report.next_command()}")

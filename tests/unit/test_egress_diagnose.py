@@ -19,6 +19,7 @@ from kubebastion.egress.diagnose import (
     Probe,
     diagnose,
     egress_probe_command,
+    nat_fixes,
     parse_egress_output,
 )
 
@@ -184,3 +185,16 @@ def test_probe_script_tells_a_lookup_failure_from_a_refused_connection() -> None
     lines = sorted(out.splitlines())
     assert lines[0] == f"probe\t127.0.0.1:{port}\tfail\tConnection refused\t127.0.0.1"
     assert lines[1].startswith("probe\tno-such.invalid:80\tdns\t")
+
+
+@pytest.mark.parametrize(("diagnoses", "fixed"), [
+    ([FORWARDING_OFF, ""], True),
+    (["", NO_MASQUERADE], True),
+    ([f"{NO_DEFAULT_ROUTE}; fix: route", ""], False),
+    (["bastion does not forward (net.ipv4.ip_forward=2)"], False),
+    ([], False),
+], ids=["forwarding off", "no masquerade", "route", "odd forwarding value", "nothing"])
+def test_nat_fixes_exactly_the_bastions_own_forwarding_and_masquerade(
+        diagnoses: list[str], fixed: bool) -> None:
+    """The command line's ``hint: `invoke nat``` is keyed on these diagnoses."""
+    assert nat_fixes(diagnoses) is fixed
