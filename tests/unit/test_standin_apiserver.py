@@ -43,7 +43,8 @@ class Cluster:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start_agent(self, name: str, *extra: str) -> subprocess.Popen[bytes]:
-        node_cert(self.pki, name)
+        if not (self.pki / f"node-{name}.crt").exists():  # a restarted agent keeps its own
+            node_cert(self.pki, name)
         argv = [HOST_PYTHON, str(AGENT), f"--name={name}", f"--ca={self.pki / 'ca.crt'}",
                 f"--server=https://127.0.0.1:{self.port}", "--interval=0.5",
                 f"--cert={self.pki / f'node-{name}.crt'}",
@@ -92,25 +93,33 @@ def node_rows(cluster: Cluster) -> dict[str, list[str]]:
     return {row.split()[0]: row.split() for row in lines[1:]}
 
 
+def start_apiserver(c: Cluster, *extra: str) -> None:
+    """An API server on a free loopback port for c (its port and kubeconfig updated)."""
+    pki = c.pki
+    log = pki / "apiserver.log"
+    log.write_bytes(b"")
+    api = subprocess.Popen(
+        [HOST_PYTHON, str(APISERVER), "--bind=127.0.0.1", "--port=0", f"--grace-seconds={GRACE}",
+         f"--cert={pki / 'apiserver.crt'}", f"--key={pki / 'apiserver.key'}",
+         f"--ca={pki / 'ca.crt'}", f"--events={pki / 'events.jsonl'}", *extra],
+        stdout=subprocess.DEVNULL, stderr=open(log, "ab"))  # noqa: SIM115
+    c.procs.append(api)
+    deadline = time.monotonic() + 20
+    while not (m := re.search(r"serving on [\d.]+:(\d+)", log.read_text())):
+        assert api.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    c.port = int(m.group(1))
+    labctl("kubeconfig", "--dir", str(pki), "--server", f"https://127.0.0.1:{c.port}",
+           "--out", str(c.kubeconfig))
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     pki = tmp_path_factory.mktemp("pki")
     make_pki(pki, ["127.0.0.1", "localhost"])
-    log = pki / "apiserver.log"
-    api = subprocess.Popen(
-        [HOST_PYTHON, str(APISERVER), "--bind=127.0.0.1", "--port=0", f"--grace-seconds={GRACE}",
-         f"--cert={pki / 'apiserver.crt'}", f"--key={pki / 'apiserver.key'}",
-         f"--ca={pki / 'ca.crt'}"],
-        stdout=subprocess.DEVNULL, stderr=open(log, "wb"))  # noqa: SIM115
-    c = Cluster(pki, 0, pki / "admin.conf", tmp_path_factory.mktemp("home"), [api])
+    c = Cluster(pki, 0, pki / "admin.conf", tmp_path_factory.mktemp("home"))
     try:
-        deadline = time.monotonic() + 20
-        while not (m := re.search(r"serving on [\d.]+:(\d+)", log.read_text())):
-            assert api.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        c.port = int(m.group(1))
-        labctl("kubeconfig", "--dir", str(pki), "--server", f"https://127.0.0.1:{c.port}",
-               "--out", str(c.kubeconfig))
+        start_apiserver(c)
         c.start_agent("cp-0", "--role=control-plane", "--address=198.18.1.10")
         c.start_agent("worker-0", "--address=198.18.1.100")
         wait_for(lambda: all(node_rows(c).get(n, ["", ""])[1] == "Ready"
@@ -191,3 +200,109 @@ def test_stopped_agent_turns_the_node_not_ready(cluster: Cluster) -> None:
     wait_for(lambda: node_rows(cluster)["gone-0"][1] == "NotReady", GRACE + 15, "NotReady")
     assert time.monotonic() - stopped >= GRACE - 1.0
     assert node_rows(cluster)["worker-0"][1] == "Ready"
+
+
+def node_events(cluster: Cluster) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (cluster.pki / "events.jsonl").read_text().splitlines()]
+
+
+def test_cordon_drain_and_uncordon_as_kubespray_runs_them(cluster: Cluster) -> None:
+    """upgrade/pre-upgrade's and remove_node/pre_remove's kubectl commands, unchanged."""
+    ready = cluster.kubectl("get", "node", "worker-0", "-o",
+                            "jsonpath={ range .status.conditions[?(@.type == \"Ready\")].status }"
+                            "{ @ }{ end }")
+    assert ready.stdout.strip() == "True", ready.stderr
+    assert cluster.kubectl("cordon", "worker-0").returncode == 0
+    unsched = cluster.kubectl("get", "node", "worker-0", "-o", "jsonpath={ .spec.unschedulable }")
+    assert unsched.stdout.strip() == "true"
+    assert node_rows(cluster)["worker-0"][1] == "Ready,SchedulingDisabled"
+    drain = cluster.kubectl("drain", "--force", "--ignore-daemonsets", "--grace-period", "300",
+                            "--timeout", "360s", "--delete-emptydir-data", "worker-0")
+    assert drain.returncode == 0, drain.stderr
+    assert "node/worker-0 drained" in drain.stdout
+    assert cluster.kubectl("uncordon", "worker-0").returncode == 0
+    assert node_rows(cluster)["worker-0"][1] == "Ready"
+    assert [e["event"] for e in node_events(cluster) if e["node"] == "worker-0"][-2:] == [
+        "Cordoned", "Uncordoned"]
+    attachments = cluster.kubectl("get", "volumeattachments", "-o",
+                                  "go-template={{ range .items }}{{ .spec.nodeName }}{{ end }}")
+    assert attachments.returncode == 0 and attachments.stdout == "", attachments.stderr
+
+
+def test_delete_node_forgets_it_until_its_agent_beats_again(cluster: Cluster) -> None:
+    agent = cluster.start_agent("doomed-0")
+    wait_for(lambda: "doomed-0" in node_rows(cluster), 20, "registered")
+    agent.terminate()
+    agent.wait(10)
+    deleted = cluster.kubectl("delete", "node", "doomed-0")
+    assert deleted.returncode == 0, deleted.stderr
+    assert 'node "doomed-0" deleted' in deleted.stdout
+    assert "doomed-0" not in node_rows(cluster)
+    again = cluster.kubectl("delete", "node", "doomed-0")
+    assert again.returncode != 0 and 'nodes "doomed-0" not found' in again.stderr
+    names = cluster.kubectl("get", "nodes", "-o", "go-template={{ range .items }}"
+                            "{{ .metadata.name }}{{ \"\\n\" }}{{ end }}")
+    assert "doomed-0" not in names.stdout.split() and "worker-0" in names.stdout.split()
+    assert [e["event"] for e in node_events(cluster) if e["node"] == "doomed-0"][-1] == "Deleted"
+    cluster.start_agent("doomed-0")  # a kubelet still running registers its node again
+    wait_for(lambda: "doomed-0" in node_rows(cluster), 20, "registered again")
+
+
+def test_only_cluster_admins_change_nodes(cluster: Cluster) -> None:
+    ctx = cluster.context(with_cert="node-worker-0")
+    code, body = cluster.request("DELETE", "/api/v1/nodes/worker-0", ctx)
+    assert code == 403 and b"cannot delete" in body
+    assert "worker-0" in node_rows(cluster)
+
+
+def test_not_ready_report_then_beats_with_a_new_version(cluster: Cluster) -> None:
+    """What the stand-in's upgrade does to a node: NotReady at once, Ready with the new
+    kubelet version as soon as the restarted agent beats."""
+    agent = cluster.start_agent("up-0")
+    wait_for(lambda: node_rows(cluster).get("up-0", ["", ""])[1] == "Ready", 20, "Ready")
+    agent.terminate()
+    agent.wait(10)
+    once = subprocess.run(
+        [HOST_PYTHON, str(AGENT), "--name=up-0", f"--ca={cluster.pki / 'ca.crt'}",
+         f"--server=https://127.0.0.1:{cluster.port}", "--once", "--not-ready",
+         f"--cert={cluster.pki / 'node-up-0.crt'}", f"--key={cluster.pki / 'node-up-0.key'}"],
+        capture_output=True, text=True, timeout=30)
+    assert once.returncode == 0, once.stderr
+    assert node_rows(cluster)["up-0"][1] == "NotReady"
+    reason = cluster.kubectl("get", "node", "up-0", "-o",
+                             "jsonpath={.status.conditions[0].reason}")
+    assert reason.stdout == "KubeletNotReady"
+    cluster.start_agent("up-0", "--kubelet-version=v1.36.0")
+    wait_for(lambda: node_rows(cluster)["up-0"][1:5:3] == ["Ready", "v1.36.0"], 20,
+             "Ready at v1.36.0")
+    kinds = [e["event"] for e in node_events(cluster) if e["node"] == "up-0"]
+    assert kinds[-3:] == ["NotReady", "KubeletVersionChanged", "Ready"]
+
+
+def test_state_file_keeps_nodes_cordons_and_deletes_across_a_restart(tmp_path: Path) -> None:
+    """The stand-in's etcd: an upgrade restarts the API server; what kubectl changed stays."""
+    pki = tmp_path / "pki"
+    make_pki(pki, ["127.0.0.1"])
+    c = Cluster(pki, 0, pki / "admin.conf", tmp_path)
+    state = f"--state={tmp_path / 'state.json'}"
+    try:
+        start_apiserver(c, state)
+        agents = [c.start_agent("kept-0"), c.start_agent("gone-0")]
+        wait_for(lambda: {"kept-0", "gone-0"} <= set(node_rows(c)), 20, "both registered")
+        for agent in agents:
+            agent.terminate()
+            agent.wait(10)
+        assert c.kubectl("cordon", "kept-0").returncode == 0
+        assert c.kubectl("delete", "node", "gone-0").returncode == 0
+        c.procs[0].terminate()
+        c.procs[0].wait(10)
+        start_apiserver(c, state)
+        rows = node_rows(c)
+        assert set(rows) == {"kept-0"}
+        assert rows["kept-0"][1] == "Ready,SchedulingDisabled"  # Ready until the grace ends
+        wait_for(lambda: node_rows(c)["kept-0"][1] == "NotReady,SchedulingDisabled",
+                 GRACE + 15, "NotReady (its agent is gone)")
+    finally:
+        for proc in c.procs:
+            proc.kill()
+            proc.wait(10)

@@ -171,3 +171,46 @@ def test_filters() -> None:
     assert f["lab_node_addresses"](["a", "b"], hostvars) == [
         {"name": "a", "ip": "198.18.1.10", "access_ip": "198.18.3.10"},
         {"name": "b", "ip": "198.18.1.11", "access_ip": "198.18.1.11"}]
+
+
+def run_labctl(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([python_with_cryptography(), str(LABCTL), *args], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+UPGRADES = {
+    "one minor up": ("v1.33.11", "v1.34.7", None),
+    "patch up": ("v1.34.3", "v1.34.7", None),
+    "same version": ("v1.35.4", "v1.35.4", None),
+    "one minor down": ("v1.35.4", "v1.34.7", None),
+    "two minors up": ("v1.33.11", "v1.35.4",
+                      'Specified version to upgrade to "v1.35.4" is too high; kubeadm can '
+                      "upgrade only 1 minor version at a time"),
+    "two minors down": ("v1.35.4", "v1.33.0",
+                        'Specified version to downgrade to "v1.33.0" is too low; kubeadm can '
+                        "downgrade only 1 minor version at a time"),
+}
+
+
+@pytest.mark.parametrize("cluster,new,error", UPGRADES.values(), ids=UPGRADES.keys())
+def test_upgrade_policy_is_kubeadms(cluster: str, new: str, error: str | None) -> None:
+    proc = run_labctl("upgrade-policy", f"--cluster-version={cluster}", f"--version={new}")
+    if error is None:
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["changed"] is (cluster != new)
+    else:
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("[upgrade/version] FATAL: the --version argument is "
+                                      "invalid due to these fatal errors:")
+        assert f"\t- {error}\n" in proc.stderr
+
+
+def test_record_appends_one_json_line_per_call(tmp_path: Path) -> None:
+    log = tmp_path / "order.jsonl"
+    for node in ("k8s-m0", "k8s-w0"):
+        proc = run_labctl("record", "--file", str(log), stdin=json.dumps({"node": node}))
+        assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [line["node"] for line in lines] == ["k8s-m0", "k8s-w0"]
+    assert lines[0]["time"] <= lines[1]["time"]
+    assert run_labctl("record", "--file", str(log), stdin="[1]").returncode != 0

@@ -48,7 +48,14 @@ def test_vendored_files_are_real_kubesprays_unchanged() -> None:
     assert {"requirements.txt", "ansible.cfg", "LICENSE",
             "roles/validate_inventory/tasks/main.yml",
             "roles/kubespray_defaults/vars/main/checksums.yml",
-            "roles/kubernetes/preinstall/tasks/0040-verify-settings.yml"} <= set(names)
+            "roles/kubernetes/preinstall/tasks/0040-verify-settings.yml",
+            # day two: the top-level playbooks, remove-node.yml's own play list, and the
+            # roles that cordon, drain, uncordon and delete nodes with kubectl
+            "scale.yml", "remove-node.yml", "upgrade-cluster.yml", "reset.yml",
+            "playbooks/remove_node.yml", "roles/remove_node/pre_remove/tasks/main.yml",
+            "roles/remove-node/post-remove/tasks/main.yml",
+            "roles/upgrade/pre-upgrade/tasks/main.yml",
+            "roles/upgrade/post-upgrade/tasks/main.yml"} <= set(names)
     assert sorted(real) == sorted(names), "listed in VENDORED but not in the release"
     changed = [name for name in names if (STAND_IN / name).read_bytes() != real[name]]
     assert changed == []
@@ -58,7 +65,9 @@ def test_stand_in_files_say_what_they_replace() -> None:
     """Every file that is not vendored and shares a real file's path says it is a stand-in."""
     real = set(vendored())
     own = ["playbooks/cluster.yml", "playbooks/reset.yml", "roles/bootstrap_os/tasks/main.yml",
-           "roles/kubernetes/preinstall/tasks/main.yml"]
+           "roles/kubernetes/preinstall/tasks/main.yml", "playbooks/scale.yml",
+           "playbooks/upgrade_cluster.yml", "roles/reset/tasks/main.yml",
+           "roles/remove-node/remove-etcd-node/tasks/main.yml"]
     for name in own:
         assert name not in real
         assert "stand-in for kubespray v2.31.0's" in (STAND_IN / name).read_text(), name

@@ -11,6 +11,8 @@ Every sub-command is idempotent and prints one JSON object with a "changed" key.
   kubeconfig    write a kubeconfig (admin.conf) with embedded credentials, mode 0600
   daemon        start a detached background process once (pid file + fingerprint)
   stop          stop a process started by `daemon`
+  upgrade-policy  kubeadm upgrade apply's version checks (one minor version at a time)
+  record        append a JSON object read from stdin, with the time, as one line to a file
 """
 
 from __future__ import annotations
@@ -340,6 +342,60 @@ def cmd_stop(a: argparse.Namespace) -> None:
     out(changed=stop(Path(a.pidfile)))
 
 
+def semver(version: str) -> tuple[int, int, int]:
+    m = re.fullmatch(r"v?(\d+)\.(\d+)\.(\d+)", version.strip())
+    if m is None:
+        sys.exit(f"labctl: not a Kubernetes version: {version!r}")
+    major, minor, patch = (int(g) for g in m.groups())
+    return major, minor, patch
+
+
+#: kubeadm's MaximumAllowedMinorVersionUpgradeSkew and ...DowngradeSkew
+#: (cmd/kubeadm/app/phases/upgrade/policy.go).
+MAX_MINOR_SKEW = 1
+
+
+def upgrade_policy_errors(cluster: str, new: str) -> list[str]:
+    """The mandatory errors of kubeadm's EnforceVersionPolicies for a released version,
+    in its words: `kubeadm upgrade apply` refuses them (kubespray's "Kubeadm | Upgrade first
+    control plane node" task fails with this output)."""
+    (cmaj, cmin, _), (nmaj, nmin, _) = semver(cluster), semver(new)
+    errors = []
+    if nmaj != cmaj or nmin > cmin + MAX_MINOR_SKEW:
+        errors.append(f'Specified version to upgrade to "{new}" is too high; kubeadm can '
+                      f"upgrade only {MAX_MINOR_SKEW} minor version at a time")
+    elif nmin < cmin - MAX_MINOR_SKEW:
+        errors.append(f'Specified version to downgrade to "{new}" is too low; kubeadm can '
+                      f"downgrade only {MAX_MINOR_SKEW} minor version at a time")
+    return errors
+
+
+def cmd_upgrade_policy(a: argparse.Namespace) -> None:
+    errors = upgrade_policy_errors(a.cluster_version, a.version)
+    if errors:
+        listed = "".join(f"\t- {e}\n" for e in errors)
+        sys.exit("[upgrade/version] FATAL: the --version argument is invalid due to these "
+                 f"fatal errors:\n\n{listed}\nPlease fix the misalignments highlighted above "
+                 "and try upgrading again")
+    out(changed=semver(a.cluster_version) != semver(a.version),
+        cluster_version=a.cluster_version, version=a.version)
+
+
+def cmd_record(a: argparse.Namespace) -> None:
+    """One line per call, written with one write() on an O_APPEND descriptor, so lines of
+    nodes recorded at the same time (one upgrade batch) never interleave."""
+    data = json.loads(sys.stdin.read())
+    if not isinstance(data, dict):
+        sys.exit("labctl: record wants a JSON object on stdin")
+    line = json.dumps({"time": time.time(), **data}, sort_keys=True) + "\n"
+    fd = os.open(a.file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
+    out(changed=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -372,8 +428,13 @@ def main() -> None:
     c.add_argument("argv", nargs=argparse.REMAINDER)
     c = sub.add_parser("stop")
     c.add_argument("--pidfile", required=True)
+    c = sub.add_parser("upgrade-policy")
+    c.add_argument("--cluster-version", required=True, help="what the API server reports")
+    c.add_argument("--version", required=True, help="the version to upgrade to")
+    c = sub.add_parser("record")
+    c.add_argument("--file", required=True)
     a = p.parse_args()
-    globals()[f"cmd_{a.cmd}"](a)
+    globals()[f"cmd_{a.cmd.replace('-', '_')}"](a)
 
 
 if __name__ == "__main__":
