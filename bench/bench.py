@@ -52,6 +52,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import deploy_overhead  # noqa: E402
+import venv_forks  # noqa: E402
 from samples import Sample, Series, series_from_json, series_json  # noqa: E402
 from workloads import (  # noqa: E402
     CHECK_BATCH,
@@ -525,16 +526,16 @@ def timed_up(control_planes: int, workers: int) -> tuple[lab.LabState, float]:
     return state, time.perf_counter() - t0
 
 
-def kubespray_config(state: lab.LabState, folder: Path) -> Path:
+def kubespray_config(state: lab.LabState, folder: Path, **settings: Any) -> Path:
     """The lab inventory plus kubespray settings (upload the stand-in, venv from the cached
-    wheelhouse), as tests/lab/test_kubespray.py writes it."""
+    wheelhouse), as tests/lab/test_kubespray.py writes it; ``settings``: more of them."""
     inventory = folder / "inventory"
     inventory.mkdir(parents=True, exist_ok=True)
     for name in ("hosts.yaml", "groups.yaml"):
         (inventory / name).write_text((state.inventory_dir / name).read_text())
     defaults = yaml.safe_load((state.inventory_dir / "defaults.yaml").read_text())
     defaults["data"]["kubespray"] = {"source": str(STAND_IN), "wheelhouse": str(WHEELHOUSE),
-                                     "ready_timeout": 60}
+                                     "ready_timeout": 60, **settings}
     (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults))
     return lab.config_beside(state, folder)
 
@@ -597,6 +598,80 @@ def deploy_overhead_phase(workers: int, reps: int, results: dict[str, Any]) -> N
                   f"playbook {sample.get('playbook', 0):.1f} s, overhead "
                   f"{sample.get('overhead', 0):.1f} s rc={sample['rc']} "
                   f"{sample.get('error', '')}", flush=True)
+
+
+def venv_installers_phase(reps: int, results: dict[str, Any]) -> None:
+    """Issue 16 item 1: a fresh deploy of 1+3 with uv, then with pip (``uv: false``),
+    ``reps`` times, each on a lab built from nothing; see bench/venv_forks.py."""
+    entry: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in venv_forks.INSTALLERS}
+    results["venv_installers"] = entry
+    folder = WORK / "venv-installers"
+    shutil.rmtree(folder, ignore_errors=True)
+    env = {**os.environ, "KUBEBASTION_SUDO_PASSWORD": "kbb-" + secrets.token_hex(6)}
+    for rep in range(reps):
+        order = venv_forks.INSTALLERS if rep % 2 == 0 else venv_forks.INSTALLERS[::-1]
+        for name, uv in order:
+            lab.down(PREFIX, USER, STATE_DIR)
+            state, seconds = timed_up(1, 3)
+            results["lab_up"].setdefault("1+3", []).append(seconds)
+            run_dir = folder / f"{name}-{rep}"
+            config = kubespray_config(state, run_dir, uv=uv)
+            log = run_dir / "fresh.log"
+            sample = deploy_overhead.deploy_once(INVOKE, config, env, REPO, log)
+            with suppress(ValueError, IndexError):
+                report = json.loads(log.read_text().split("\n--- stderr\n")[0])
+                sample["venv_detail"] = venv_forks.venv_row_detail(report)
+            used = venv_forks.installer_of(sample.get("venv_detail", ""))
+            sample["ok"] = bool(sample.get("ok")) and sample["rc"] == 0 and used == name
+            if sample["rc"] == 0 and used != name:
+                sample["error"] = f"the venv was built with {used or 'nothing'}, not {name}"
+            entry[name].append(sample)
+            print(f"  venv {name} {rep + 1}/{reps}: {sample['wall']:.1f} s, playbook "
+                  f"{sample.get('playbook', 0):.1f} s, overhead {sample.get('overhead', 0):.1f}"
+                  f" s rc={sample['rc']} {sample.get('error', '')}", flush=True)
+
+
+def forks_phase(reps: int, results: dict[str, Any]) -> None:
+    """Issue 16 item 2: on 1+30 with the stand-in's remote latency, the playbook with the
+    chosen forks and with forks = 5, taking turns; the bastion's memory peak sampled
+    during the chosen ones. See bench/venv_forks.py."""
+    folder = WORK / "forks"
+    shutil.rmtree(folder, ignore_errors=True)
+    env = {**os.environ, "KUBEBASTION_SUDO_PASSWORD": "kbb-" + secrets.token_hex(6)}
+    state, seconds = timed_up(1, 30)
+    results["lab_up"].setdefault("1+30", []).append(seconds)
+    latency = [f"lab_task_latency={venv_forks.LATENCY}"]
+    configs = {"chosen": kubespray_config(state, folder / "chosen", extra_vars=latency),
+               "five": kubespray_config(state, folder / "five", extra_vars=latency, forks=5)}
+    entry: dict[str, Any] = {"latency": venv_forks.LATENCY, "chosen": [], "five": []}
+    results["forks"] = entry
+    first = deploy_overhead.deploy_once(INVOKE, configs["chosen"], env, REPO,
+                                        folder / "deploy.log")
+    entry["deploy_wall"] = first["wall"]
+    print(f"  deploy 1+30 (latency {venv_forks.LATENCY} s): {first['wall']:.1f} s "
+          f"rc={first['rc']} {first.get('error', '')}", flush=True)
+    if first["rc"] != 0:
+        entry["chosen"].append({"rc": first["rc"], "ok": False,
+                                "error": f"the first deploy failed: {first.get('error', '')}"})
+        return
+    bastion_ns = state.bastion.namespace
+    peak = {"pss_kb": 0, "rss_kb": 0, "processes": 0}
+    for rep in range(reps):
+        for kind in (("chosen", "five") if rep % 2 == 0 else ("five", "chosen")):
+            log = folder / f"{kind}-{rep}.log"
+            with venv_forks.MemoryPeak(lambda: lab.pids_running(bastion_ns, b"ansible")) as mem:
+                sample = venv_forks.kubespray_once(INVOKE, configs[kind], env, REPO, log)
+            if kind == "chosen" and mem.pss_kb > peak["pss_kb"]:
+                peak = {"pss_kb": mem.pss_kb, "rss_kb": mem.rss_kb, "processes": mem.processes}
+            sample["memory"] = {"pss_kb": mem.pss_kb, "rss_kb": mem.rss_kb,
+                                "processes": mem.processes}
+            entry[kind].append(sample)
+            forks = (sample.get("forks") or {}).get("value", "?")
+            print(f"  kubespray forks={forks} ({kind}) {rep + 1}/{reps}: playbook "
+                  f"{sample.get('playbook') or 0:.1f} s, wall {sample['wall']:.1f} s, memory "
+                  f"peak {mem.pss_kb / 1024:.0f} MB PSS rc={sample['rc']} "
+                  f"{sample.get('error', '')}", flush=True)
+    entry["memory"] = peak
 
 
 def _first_error(text: str) -> str:
@@ -756,6 +831,14 @@ def main() -> int:
     parser.add_argument("--deploy-reps", type=int, default=3)
     parser.add_argument("--deploy-only", action="store_true",
                         help="only the deploy-overhead phase; the rest of the last results kept")
+    parser.add_argument("--skip-venv-forks", action="store_true",
+                        help="leave out issue 16 items 1-2 (uv vs pip; forks)")
+    parser.add_argument("--venv-forks-only", action="store_true",
+                        help="only issue 16 items 1-2; the rest of the last results kept")
+    parser.add_argument("--venv-reps", type=int, default=2,
+                        help="fresh 1+3 deploys per venv installer (uv, pip)")
+    parser.add_argument("--forks-reps", type=int, default=2,
+                        help="playbook runs on 1+30 per forks setting (chosen, 5)")
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the profile phase (largest N)")
@@ -787,9 +870,11 @@ def main() -> int:
     started = time.monotonic()
     results: dict[str, Any] = {"machine": machine_info(), "lab_up": {}, "series": [],
                                "config": vars(args), "note": args.note}
-    partial_run = args.profile_only or args.deploy_only
+    partial_run = args.profile_only or args.deploy_only or args.venv_forks_only
     if partial_run and RESULTS_JSON.exists():  # refresh one phase, keep the rest
         results = {**json.loads(RESULTS_JSON.read_text()), "machine": results["machine"]}
+    elif partial_run and RESULTS_MD.exists():  # no raw results: keep the last report's text
+        results["kept_report"] = RESULTS_MD.read_text()
     lab_ups: dict[str, list[float]] = results["lab_up"]
     join_driver_cgroup()
 
@@ -798,10 +883,12 @@ def main() -> int:
 
     phases: list[tuple[int, str, list[str]]] = []
     if args.profile_only:
-        args.skip_labup = args.skip_fetch = args.skip_deploy = True
+        args.skip_labup = args.skip_fetch = args.skip_deploy = args.skip_venv_forks = True
         tools, workloads = ["kubebastion"], ["A"]
     elif args.deploy_only:
-        args.skip_labup = args.skip_fetch = args.skip_profile = True
+        args.skip_labup = args.skip_fetch = args.skip_profile = args.skip_venv_forks = True
+    elif args.venv_forks_only:
+        args.skip_labup = args.skip_fetch = args.skip_profile = args.skip_deploy = True
     else:
         big = [t for t in args.big_tools.split(",") if t]
         phases = plan_phases(sizes, tools, workloads, adhoc_sizes, big)
@@ -825,6 +912,14 @@ def main() -> int:
             with lab_phase(f"deploy overhead 1+{workers}", args.lock_wait):
                 deploy_overhead_phase(workers, args.deploy_reps, results)
             save()
+
+    if not args.skip_venv_forks:
+        with lab_phase("issue 16 item 1: venv with uv vs pip, 1+3", args.lock_wait):
+            venv_installers_phase(args.venv_reps, results)
+        save()
+        with lab_phase("issue 16 item 2: forks on 1+30", args.lock_wait):
+            forks_phase(args.forks_reps, results)
+        save()
 
     for n, phase_tools, phase_workloads in phases:
         with lab_phase(f"N={n} {phase_tools} {','.join(phase_workloads)}", args.lock_wait):
@@ -858,6 +953,7 @@ def main() -> int:
     from report import scale_goals
 
     print("\n".join(scale_goals([series_from_json(x) for x in results["series"]])))
+    print("\n".join(venv_forks.goals(results)))
     print(f"bench done in {time.monotonic() - started:.0f} s: {RESULTS_MD}", flush=True)
     return 0
 
@@ -867,8 +963,12 @@ def write_report(results: dict[str, Any]) -> None:
 
     series = [series_from_json(s) for s in results["series"]]
     RESULTS_MD.write_text(render(results, series))
+    if results.get("kept_report"):  # a partial run without the raw results of the last
+        from report import splice_section
+
+        RESULTS_MD.write_text(splice_section(results["kept_report"], results))
     plot = VENVS / "plot" / "bin" / "python"
-    if plot.exists() and series:
+    if plot.exists() and (series or results.get("venv_installers") or results.get("forks")):
         subprocess.run([str(plot), str(BENCH / "plot.py"), str(RESULTS_JSON), str(PLOT_PNG)],
                        check=False, timeout=120)
 

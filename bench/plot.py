@@ -1,4 +1,5 @@
-"""Wall time against N per tool, one panel per workload (run with bench/.venvs/plot).
+"""Wall time against N per tool, one panel per workload (run with bench/.venvs/plot); and,
+when the run measured issue 16 items 1-2, ``venv_forks.png`` beside it.
 
 Usage: plot.py RESULTS_JSON OUT_PNG
 """
@@ -32,6 +33,48 @@ TITLES = {"A": "A: check preflight", "B": "B: sudo read of a 5 KB file",
 
 def main(results_path: Path, out: Path) -> None:
     results: dict[str, Any] = json.loads(results_path.read_text())
+    if results.get("venv_installers") or results.get("forks"):
+        venv_forks(results, out.with_name("venv_forks.png"))
+    if results.get("series"):
+        wall_vs_n(results, out)
+
+
+def _medians(samples: list[dict[str, Any]], key: str) -> list[float]:
+    return [s[key] for s in samples if s.get("ok") and s.get(key) is not None]
+
+
+def venv_forks(results: dict[str, Any], out: Path) -> None:
+    """Issue 16 items 1-2: each side's runs and median, side by side."""
+    panels = []
+    if results.get("venv_installers"):
+        v = results["venv_installers"]
+        panels.append(("1: fresh deploy overhead, 1+3, real requirements",
+                       [("uv", _medians(v["uv"], "overhead")),
+                        ("pip", _medians(v["pip"], "overhead"))], "overhead s"))
+    if results.get("forks"):
+        f = results["forks"]
+        chosen = next((s["forks"]["value"] for s in f["chosen"] if s.get("forks")), "?")
+        panels.append((f"2: playbook, 1+30, latency {f['latency']:g} s",
+                       [(f"forks {chosen} (chosen)", _medians(f["chosen"], "playbook")),
+                        ("forks 5", _medians(f["five"], "playbook"))], "playbook s"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    for ax, (title, sides, unit) in zip(axes[0], panels, strict=True):
+        for i, (_label, values) in enumerate(sides):
+            if values:
+                ax.bar(i, statistics.median(values), color=("tab:blue", "tab:gray")[i],
+                       alpha=0.6)
+                ax.plot([i] * len(values), values, "k.")
+        ax.set_xticks(range(len(sides)), [label for label, _ in sides])
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(f"{unit} (bar: median, dots: runs)")
+        ax.grid(True, axis="y", alpha=0.3)
+    m = results["machine"]
+    fig.suptitle(f"issue 16 items 1-2 — {m['cores']} cores, {m['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def wall_vs_n(results: dict[str, Any], out: Path) -> None:
     workloads = sorted({s["workload"] for s in results["series"]})
     fig, axes = plt.subplots(1, len(workloads), figsize=(5.2 * len(workloads), 5.0),
                              squeeze=False)

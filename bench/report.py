@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import deploy_overhead
+import venv_forks
 from samples import Series
 from workloads import CHECK_BATCH, FIVE_COMMANDS, SECRET_FILE, WORKLOADS
 
@@ -89,6 +90,7 @@ def render(results: dict[str, Any], series: list[Series]) -> str:
         "",
     ]
     out += scale_goals(series)
+    out += venv_forks.render(results)
     out += _sshd_defaults(results)
     out += _targets(results, series, top)
     out += _lab_up(results)
@@ -381,3 +383,26 @@ def _profile(results: dict[str, Any]) -> list[str]:
                 f"`{e}`" for e in errors[:4])]
         out.append("")
     return out
+
+
+_ITEMS_1_2 = "## Goals of issue 16, items 1 and 2"
+_ITEMS_1_2_NOTE = "- Issue 16 items 1 and 2:"
+
+
+def splice_section(kept: str, results: dict[str, Any]) -> str:
+    """The last report (``kept``) with this partial run's section of issue 16 items 1 and
+    2 put first (replacing an earlier one), and a header line saying what was measured
+    when. For a ``--venv-forks-only`` run when the raw results of the last full run are
+    not at hand: its sections stay as they were."""
+    m = results["machine"]
+    header, _, body = kept.partition("\n## ")
+    sections = [f"## {part}" for part in body.split("\n## ")] if body else []
+    sections = [x for x in sections if not x.startswith(_ITEMS_1_2)]
+    lines = [line for line in header.splitlines() if not line.startswith(_ITEMS_1_2_NOTE)]
+    last_item = max((i for i, line in enumerate(lines) if line.startswith("- ")), default=0)
+    lines.insert(last_item + 1, f"{_ITEMS_1_2_NOTE} measured {m['date']} at commit "
+                 f"{m['commit']} (`bench/run --venv-forks-only`); every other section is "
+                 "from the run above, kept as it was.")
+    new = "\n".join(venv_forks.render(results)).rstrip("\n")
+    return "\n".join(lines).rstrip("\n") + "\n\n" + "\n".join(
+        [new + "\n", *sections]).rstrip("\n") + "\n"

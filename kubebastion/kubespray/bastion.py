@@ -1,7 +1,8 @@
 """Facts about the bastion that the kubespray parts need: one exec, one parser.
 
-The home folder resolves ``~`` in remote paths (quoted paths are never expanded), and the
-Python version, machine and libc decide which wheels an offline venv needs.
+The home folder resolves ``~`` in remote paths (quoted paths are never expanded), the
+Python version, machine and libc decide which wheels an offline venv needs, and the cores
+and memory how many hosts ansible works on at once (``kubespray.forks``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ def facts_command(python: str = "python3") -> str:
         f"if {py} -c 'import venv, ensurepip' >/dev/null 2>&1; then echo venv=yes; "
         "else echo venv=no; fi",
         'if command -v git >/dev/null 2>&1; then echo git=yes; else echo git=no; fi',
+        'printf "cpus=%s\\n" "$(nproc 2>/dev/null)"',
+        "sed -n 's/^MemTotal: *\\([0-9]*\\) kB$/mem_total_kb=\\1/p;"
+        "s/^MemAvailable: *\\([0-9]*\\) kB$/mem_available_kb=\\1/p' /proc/meminfo "
+        "2>/dev/null || true",
     ])
 
 
@@ -44,6 +49,9 @@ class BastionFacts:
     libc: str  # "glibc 2.36", "" when unknown (musl)
     git: bool
     venv: bool = True  # the interpreter can create a venv (ensurepip is there)
+    cpus: int = 0  # nproc, 0 when unknown
+    mem_total_mb: int = 0  # 0 when unknown
+    mem_available_mb: int = 0  # MemAvailable: what can be used without swapping; 0: unknown
 
     @property
     def python_minor(self) -> str:
@@ -63,4 +71,11 @@ def parse_facts(stdout: str) -> BastionFacts:
     return BastionFacts(home=home, user=values.get("user", ""),
                         python=values.get("python", ""),
                         machine=values.get("machine", ""), libc=values.get("libc", ""),
-                        git=values.get("git") == "yes", venv=values.get("venv") == "yes")
+                        git=values.get("git") == "yes", venv=values.get("venv") == "yes",
+                        cpus=_number(values.get("cpus")),
+                        mem_total_mb=_number(values.get("mem_total_kb")) // 1024,
+                        mem_available_mb=_number(values.get("mem_available_kb")) // 1024)
+
+
+def _number(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else 0

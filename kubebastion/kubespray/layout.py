@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 from kubebastion.kubespray.settings import KubespraySettings, expand_home
 from kubebastion.kubespray.sshtrust import KEY_FILE, KNOWN_HOSTS_FILE
+from kubebastion.kubespray.wheelhouse import UV_VERSION
 
 WHEEL_CACHE = "~/.cache/kubebastion/wheelhouse"
+#: An online bastion's uv, installed from PyPI into a venv of its own.
+UV_TOOL = f"~/.cache/kubebastion/uv-{UV_VERSION}"
 
 
 @dataclass(frozen=True)
@@ -18,6 +21,7 @@ class RemoteLayout:
     key: str
     known_hosts: str
     wheel_cache: str
+    uv_tool: str
 
     @classmethod
     def of(cls, settings: KubespraySettings, home: str) -> RemoteLayout:
@@ -28,4 +32,5 @@ class RemoteLayout:
             key=expand_home(KEY_FILE, home),
             known_hosts=expand_home(KNOWN_HOSTS_FILE, home),
             wheel_cache=expand_home(WHEEL_CACHE, home),
+            uv_tool=expand_home(UV_TOOL, home),
         )

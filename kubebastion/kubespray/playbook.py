@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from kubebastion.kubespray.forks import Forks
 from kubebastion.ssh.remote import quote
 
 #: ``timeout`` exits 124 when it stopped the command, 137 when it had to SIGKILL it.
@@ -249,15 +250,25 @@ def describe_failure(summary: PlaybookSummary, exit_code: int | None, log_paths:
     return "; ".join(parts)
 
 
+#: kubespray v2.31.0's ``ansible.cfg`` ``ssh_args`` less its host key option
+#: (``UserKnownHostsFile=/dev/null``): one ssh master per node kept 30 minutes, so every
+#: task of a run, and the runs that follow, reuse one connection per node.
+KUBESPRAY_SSH_ARGS = "-o ControlMaster=auto -o ControlPersist=30m"
+
+
 def ssh_args(known_hosts: str) -> str:
-    """kubespray's own ssh options, with the host key options made strict."""
-    return (f"-o ControlMaster=auto -o ControlPersist=60s -o ConnectionAttempts=3 "
+    """kubespray's own ssh options, with the host key options made strict. Its
+    ``ConnectionAttempts=100`` stays 3 here: a node that does not answer is reported in
+    seconds, not after 100 tries."""
+    return (f"{KUBESPRAY_SSH_ARGS} -o ConnectionAttempts=3 "
             f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={known_hosts} "
             "-o BatchMode=yes")
 
 
 def playbook_environment(*, known_hosts: str, private_key: str,
-                         password_file: str | None) -> dict[str, str]:
+                         password_file: str | None, forks: int | None = None
+                         ) -> dict[str, str]:
+    """``forks``: ansible's forks (``kubespray.forks``); None leaves ansible's default."""
     env = {
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_SSH_ARGS": ssh_args(known_hosts),
@@ -269,6 +280,8 @@ def playbook_environment(*, known_hosts: str, private_key: str,
         "ANSIBLE_FORCE_COLOR": "0",
         "PYTHONUNBUFFERED": "1",
     }
+    if forks is not None:
+        env["ANSIBLE_FORKS"] = str(forks)
     if password_file is not None:
         env["ANSIBLE_BECOME_PASSWORD_FILE"] = password_file
     return env
@@ -377,6 +390,7 @@ class PlaybookOutcome:
     remote_log: str
     local_log: str
     seconds: float
+    forks: Forks | None = None  # None: not known (a re-attached run)
 
     @property
     def succeeded(self) -> bool:
@@ -385,10 +399,12 @@ class PlaybookOutcome:
     def as_dict(self) -> dict[str, Any]:
         return {"exit_code": self.exit_code, "remote_log": self.remote_log,
                 "local_log": self.local_log, "seconds": round(self.seconds, 3),
+                "forks": self.forks.as_dict() if self.forks else None,
                 **self.summary.as_dict()}
 
     def recap_line(self) -> str:
         recap = self.summary.recap
         changed = sum(r.changed for r in recap.values())
-        return (f"{len(recap)} hosts, {changed} changes, {self.seconds:.0f} s; "
+        forks = f"; forks {self.forks.value}: {self.forks.reason}" if self.forks else ""
+        return (f"{len(recap)} hosts, {changed} changes, {self.seconds:.0f} s{forks}; "
                 f"log: {self.remote_log} (bastion), {self.local_log}")

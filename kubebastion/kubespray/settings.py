@@ -34,7 +34,9 @@ DEFAULT_READY_TIMEOUT = 180.0
 TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 _KEYS = {"version", "source", "checkout_dir", "venv_dir", "wheelhouse", "timeout",
          "ready_timeout", "log_dir", "remote_log_dir", "python", "source_sha256",
-         "extra_vars", "preflight"}
+         "extra_vars", "preflight", "uv", "forks"}
+#: ``forks`` above this is a typo, not a bastion (each fork is a process of tens of MB).
+MAX_FORKS = 1000
 #: The bastion's interpreter for the venv: a command name or an absolute path.
 DEFAULT_PYTHON = "python3"
 _PYTHON = re.compile(r"^(/[A-Za-z0-9._+/-]+|[A-Za-z0-9][A-Za-z0-9._+-]*)$")
@@ -96,6 +98,10 @@ class KubespraySettings:
     playbook: PlaybookOptions = field(default_factory=PlaybookOptions)
     #: Run kubespray's own quick checks (``--tags facts,asserts``) before the long run.
     preflight: bool = True
+    #: Build the venv with uv when the bastion can have it (else pip; see ``venv``).
+    uv: bool = True
+    #: ansible's forks; None: chosen from the hosts and the bastion (see ``forks``).
+    forks: int | None = None
 
 
 def is_git_url(value: str) -> bool:
@@ -176,6 +182,9 @@ def settings_from(
     if not isinstance(chosen_preflight, bool):
         raise ConfigError(f"kubespray setting preflight must be true or false, not "
                           f"{chosen_preflight!r}")
+    chosen_uv = data.get("uv", True)
+    if not isinstance(chosen_uv, bool):
+        raise ConfigError(f"kubespray setting uv must be true or false, not {chosen_uv!r}")
     return KubespraySettings(
         source=parsed_source,
         version=chosen_version,
@@ -194,7 +203,19 @@ def settings_from(
         playbook=playbook_options(tags=tags, skip_tags=skip_tags, limit=limit,
                                   extra_vars=[*configured_vars, *extra_vars]),
         preflight=chosen_preflight,
+        uv=chosen_uv,
+        forks=_forks(data.get("forks")),
     )
+
+
+def _forks(value: object) -> int | None:
+    """``forks: 20`` sets ansible's forks; absent or ``auto``: kubebastion chooses."""
+    if value is None or value == "auto":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_FORKS:
+        raise ConfigError(f"kubespray setting forks must be auto or a whole number from 1 "
+                          f"to {MAX_FORKS}, not {value!r}")
+    return value
 
 
 def _checked(source: Source, sha256: str | None) -> Source:

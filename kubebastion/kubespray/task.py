@@ -28,6 +28,7 @@ from kubebastion.kubespray import source as src
 from kubebastion.kubespray import venv as venvs
 from kubebastion.kubespray import wheelhouse as wh
 from kubebastion.kubespray.bastion import BastionFacts, facts_command, parse_facts
+from kubebastion.kubespray.forks import Forks, choose_forks
 from kubebastion.kubespray.inventory import (
     inventory_dir,
     render_kubespray_inventory,
@@ -186,44 +187,66 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
     origin = (f"the wheelhouse {settings.wheelhouse}" if settings.wheelhouse else "PyPI")
     build_id = f"{wanted[:12]}-{secrets.token_hex(3)}"
     build = venvs.build_dir(layout.venv, build_id)
-    action = (f"{settings.python} -m venv {build} && pip install -r "
-              f"{venvs.requirements_path(layout.checkout)} from {origin}, then "
+    tool = "uv, else pip" if settings.uv else "pip (kubespray uv: false)"
+    action = (f"build {build} with {tool}: kubespray's requirements "
+              f"({venvs.requirements_path(layout.checkout)}) from {origin}, then "
               f"{layout.venv} -> {build}")
     notes = [cleaned] if cleaned else []
     if task.is_dry_run():
         return Result(host=task.host, changed=True,
-                      diff="; ".join([*notes, f"would run: {action}"]))
-    find_links = None
+                      diff="; ".join([*notes, f"would {action}"]))
+    find_links, uv, no_uv, sent = None, None, "kubespray uv: false in the inventory", ""
     if settings.wheelhouse is not None:
-        find_links = _upload_wheelhouse(shell, settings.wheelhouse, requirements, facts,
-                                        layout)
+        find_links, uv, no_uv, sent = _wheelhouse_on_bastion(
+            shell, settings.wheelhouse, requirements, facts, layout, settings.uv)
+    elif settings.uv:
+        uv = venvs.uv_from_pypi(layout.uv_tool, wh.UV_VERSION, settings.python)
     with activity(f"the venv build in {build}",
                   f"the next run removes {build} (half-built, never used) and builds the "
                   "venv again"):
         result = run(shell, venvs.build_command(layout.venv, layout.checkout, wanted,
-                                                find_links, build_id, settings.python),
+                                                find_links, build_id, settings.python, uv),
                      check=False, timeout=_PIP_TIMEOUT)
     if not result.ok:
         raise StepError(f"{task.host.name}: building {build} failed (the venv in use was "
                         f"not touched): "
                         f"{venvs.explain_build_failure(result.stderr + result.stdout)}")
+    installer = venvs.parse_installer(result.stdout, uv, no_uv)
     return Result(host=task.host, changed=True,
-                  result={"requirements": wanted[:12], "requirements_sha256": wanted},
-                  diff="; ".join([*notes, f"built {layout.venv} from {origin}"]))
+                  result={"requirements": wanted[:12], "requirements_sha256": wanted,
+                          "installer": installer.as_dict(), "wheelhouse": sent},
+                  diff="; ".join([*notes, *([sent] if sent else []),
+                                  f"built {layout.venv} from {origin} with {installer.name} "
+                                  f"({installer.reason})"]))
 
 
-def _upload_wheelhouse(shell: HostShell, root: Path, requirements: bytes,
-                       facts: BastionFacts, layout: RemoteLayout) -> str:
+def _wheelhouse_on_bastion(shell: HostShell, root: Path, requirements: bytes,
+                           facts: BastionFacts, layout: RemoteLayout, want_uv: bool
+                           ) -> tuple[str, venvs.UvPlan | None, str, str]:
+    """The wheels (and uv) on the bastion, in a folder named by their digest: sent as one
+    tar stream unless its marker already holds that digest (one round trip to know).
+    Returns the folder, where uv is (None: not sent, for the reason given), that reason,
+    and what was sent."""
     local = wh.wheelhouse_for(root, requirements, facts)
-    remote = f"{layout.wheel_cache}/{wh.wheelhouse_id(local)}"
-    if run(shell, wh.remote_present_command(remote)).stdout.strip() != "present":
-        archive = upload(shell, wh.wheelhouse_tarball(local))
-        try:
-            run(shell, wh.remote_unpack_command(archive, remote), timeout=_UPLOAD_TIMEOUT,
+    binary = (wh.uv_for(root, facts) if want_uv
+              else wh.UvBinary(None, "kubespray uv: false in the inventory"))
+    digest = wh.wheelhouse_id(local, binary.path)
+    remote = f"{layout.wheel_cache}/{digest}"
+    if run(shell, wh.remote_present_command(remote, digest)).stdout.strip() == "present":
+        sent = f"the wheelhouse was already on the bastion ({remote}): nothing sent"
+    else:
+        size = sum(path.stat().st_size for path in [*wh.wheel_files(local),
+                                                    *filter(None, [binary.path])])
+        with activity(f"sending the wheelhouse to {remote}.new",
+                      f"the next run sends it again ({remote}.new is replaced)"):
+            run(shell, wh.remote_unpack_command(remote, digest),
+                data=wh.wheelhouse_stream(local, binary.path), timeout=_UPLOAD_TIMEOUT,
                 display=f"unpack the wheelhouse into {remote}")
-        finally:
-            run(shell, f"rm -f {quote(archive)}", check=False)
-    return remote
+        sent = (f"sent the wheelhouse ({size / 1e6:.0f} MB{', uv included' if binary.path else ''}"
+                f") to {remote} in one stream")
+    uv = (venvs.UvPlan(binary=f"{remote}/{wh.UV_BINARY}", origin=binary.note)
+          if binary.path is not None else None)
+    return remote, uv, binary.note, sent
 
 
 def ensure_kubespray_inventory(task: Task, settings: KubespraySettings, facts: BastionFacts,
@@ -353,8 +376,11 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
     chosen = settings.playbook if options is None else options
     extra = chosen.argv()
     shown = pb.display_command(cluster.name, layout.venv, layout.checkout, extra)
+    forks = choose_forks(len(cluster.nodes), facts.cpus, facts.mem_available_mb,
+                         settings.forks)
     if task.is_dry_run():
-        return Result(host=task.host, changed=True, diff=f"would run: {shown}")
+        return Result(host=task.host, changed=True,
+                      diff=f"would run: {shown} (forks {forks.value}: {forks.reason})")
     # From here on the last successful run no longer describes the cluster (see applied),
     # unless this run only checks (kubespray's facts and assertions change nothing).
     if not chosen.is_preflight:
@@ -368,7 +394,7 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
                             ).stdout.strip()
         shell.put(password.reveal().encode(), password_file)
     env = pb.playbook_environment(known_hosts=layout.known_hosts, private_key=layout.key,
-                                  password_file=password_file)
+                                  password_file=password_file, forks=forks.value)
     script = pb.playbook_script(paths, cluster.name, env, settings.timeout, extra)
     started = time.monotonic()
     try:
@@ -389,7 +415,7 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
         return Result(host=task.host, changed=False, failed=True, diff=detail)
     _copy_log(shell, paths.log, local_log)
     return _outcome(task, streamed.exit_code, streamed.output, paths.log, local_log,
-                    time.monotonic() - started, settings.timeout)
+                    time.monotonic() - started, settings.timeout, forks)
 
 
 def find_running_playbook(task: Task, settings: KubespraySettings,
@@ -456,9 +482,10 @@ def _stream_to_log(shell: HostShell, script: str, local_log: Path, timeout: floa
 
 
 def _outcome(task: Task, exit_code: int | None, output: str, remote_log: str,
-             local_log: Path, seconds: float, timeout: float) -> Result:
+             local_log: Path, seconds: float, timeout: float,
+             forks: Forks | None = None) -> Result:
     outcome = pb.PlaybookOutcome(exit_code, pb.parse_playbook_output(output), remote_log,
-                                 str(local_log), seconds)
+                                 str(local_log), seconds, forks)
     if not outcome.succeeded:
         detail = pb.describe_failure(outcome.summary, outcome.exit_code,
                                      f"{remote_log} (bastion), {local_log}", timeout)

@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 
 from kubebastion.errors import RemoteCommandError, SSHError, SudoError
 from kubebastion.secrets import redact, sudo_password
-from kubebastion.ssh.shell import CommandResult, HostShell
+from kubebastion.ssh.shell import CommandResult, HostShell, Stdin
 
 quote = shlex.quote
 
@@ -45,12 +45,17 @@ def classify_sudo_failure(stderr: str) -> str | None:
 
 
 def run(shell: HostShell, command: str, *, sudo: bool = False, check: bool = True,
-        timeout: float | None = None, display: str | None = None) -> CommandResult:
+        timeout: float | None = None, display: str | None = None,
+        data: Stdin = None) -> CommandResult:
     """Run ``command``; with ``check``, a failure raises naming host and command.
 
-    ``display`` is how the command is named in errors (e.g. without long data).
+    ``display`` is how the command is named in errors (e.g. without long data). ``data``:
+    the command's input, streamed over its channel (not with ``sudo``, whose stdin
+    carries the password).
     """
-    stdin: str | None = None
+    if sudo and data is not None:
+        raise ValueError("a command run with sudo takes no input of its own")
+    stdin: Stdin = data
     if sudo:
         password = sudo_password()
         command = sudo_command(command, password is not None)

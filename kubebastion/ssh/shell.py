@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,11 +47,27 @@ class CommandResult:
         return self.exit_code == 0
 
 
+#: A command's input: text, bytes, or chunks of bytes sent as they come (a tar made while
+#: it is sent: one stream over one channel, never all in memory).
+Stdin = str | bytes | Iterable[bytes] | None
+
+
+def stdin_chunks(stdin: Stdin) -> Iterator[bytes]:
+    if stdin is None:
+        return
+    if isinstance(stdin, str):
+        yield stdin.encode()
+    elif isinstance(stdin, bytes):
+        yield stdin
+    else:
+        yield from stdin
+
+
 class HostShell(Protocol):
     name: str
     command_timeout: float
 
-    def run(self, command: str, *, stdin: str | None = None,
+    def run(self, command: str, *, stdin: Stdin = None,
             timeout: float | None = None) -> CommandResult: ...
 
     def put(self, data: bytes, path: str, *, exclusive: bool = False) -> None:
@@ -74,7 +91,7 @@ class SSHShell:
         self.connection = connection
         self.command_timeout = command_timeout
 
-    def run(self, command: str, *, stdin: str | None = None,
+    def run(self, command: str, *, stdin: Stdin = None,
             timeout: float | None = None) -> CommandResult:
         limit = timeout or self.command_timeout
         transport = self.connection.client.get_transport()
@@ -89,8 +106,10 @@ class SSHShell:
         with channel, running(self.name, lambda: signal_unless_closed(channel)):
             # Never sendall/shutdown_write here: see kubebastion.ssh.channel_send.
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                if stdin is not None:
-                    send_unless_closed(channel, stdin.encode())
+                channel.settimeout(limit)  # a peer that stops reading fails the send
+                for chunk in stdin_chunks(stdin):
+                    if not send_unless_closed(channel, chunk):
+                        break
                 eof_unless_closed(channel)
             return _collect(self.name, channel, limit)
 
@@ -140,22 +159,22 @@ class LocalShell:
         self.name = name
         self.command_timeout = command_timeout
 
-    def run(self, command: str, *, stdin: str | None = None,
+    def run(self, command: str, *, stdin: Stdin = None,
             timeout: float | None = None) -> CommandResult:
         """In a session of its own, like a command over SSH: Ctrl-C in a terminal does not
         reach it, ``kubebastion.interrupt`` stops it (and all it started) instead."""
         proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 start_new_session=True)
         with running(self.name, lambda: kill_session(proc)):
             try:
-                out, err = proc.communicate(stdin if stdin is not None else "",
+                out, err = proc.communicate(b"".join(stdin_chunks(stdin)),
                                             timeout=timeout or self.command_timeout)
             except subprocess.TimeoutExpired:
                 kill_session(proc, signal.SIGKILL)
                 out, err = proc.communicate()
                 return CommandResult(None, _text(out), _text(err))
-        return CommandResult(proc.returncode, out, err)
+        return CommandResult(proc.returncode, _text(out), _text(err))
 
     def put(self, data: bytes, path: str, *, exclusive: bool = False) -> None:
         target = Path(path).expanduser()

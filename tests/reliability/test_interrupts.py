@@ -153,8 +153,9 @@ def wait_for(check: Any, timeout: float, step: float = 0.05) -> Any:
 @pytest.mark.timeout(TRIALS_TIMEOUT)
 def test_ctrl_c_while_the_venv_is_built_then_a_rerun_ends_with_a_working_cluster(
         rlab: lab.LabState, config: Path, figures: Figures) -> None:
-    """Each trial: the venv is removed, ``invoke deploy`` gets SIGINT while pip installs,
-    must exit 130 at once with one line naming the venv build, leave no pip running,
+    """Each trial: the venv is removed, ``invoke deploy`` gets SIGINT while the installer
+    (uv, or pip without it) installs, must exit 130 at once with one line naming the venv
+    build, leave no installer running,
     and the next ``invoke deploy`` must clean the half-built venv and end with every node
     Ready."""
     state = fresh(rlab)
@@ -168,8 +169,9 @@ def test_ctrl_c_while_the_venv_is_built_then_a_rerun_ends_with_a_working_cluster
         as_root(state, "bastion", f"rm -f {home}/kubespray-venv")  # see wipe_bastion
         started = time.monotonic()
         proc = spawn_invoke("deploy", "--config", config)
-        # pip itself (its argv: .../bin/pip install ...), not the script naming it
-        pip = wait_for(lambda: bastion_processes(state, b"/bin/pip\0install\0"), 300)
+        # the installer itself (argv .../uv pip install ... or .../bin/pip install ...),
+        # not the script naming it
+        pip = wait_for(lambda: bastion_processes(state, b"pip\0install\0"), 300)
         if not pip:
             proc.kill()
             problems.append(f"trial {trial}: no pip install seen")

@@ -90,12 +90,25 @@ def test_sources(tmp_path: Path) -> None:
     ({"source": 3}, "source must be a string"),
     ({"python": "python3; rm -rf ~"}, "python 'python3; rm -rf ~' must be a command name"),
     ({"python": "bin/python3"}, "must be a command name (python3.11) or an absolute path"),
+    ({"uv": "yes"}, "uv must be true or false, not 'yes'"),
+    ({"forks": 0}, "forks must be auto or a whole number from 1 to 1000, not 0"),
+    ({"forks": "many"}, "forks must be auto or a whole number from 1 to 1000, not 'many'"),
+    ({"forks": True}, "forks must be auto or a whole number"),
 ], ids=["typo", "missing", "not-kubespray", "version", "zero", "bool", "relative", "home",
-        "wheelhouse", "type", "python-shell", "python-relative"])
+        "wheelhouse", "type", "python-shell", "python-relative", "uv", "forks-zero",
+        "forks-text", "forks-bool"])
 def test_bad_settings(tmp_path: Path, data: dict[str, Any], message: str) -> None:
     (tmp_path / "notkubespray").mkdir()
     with pytest.raises(ConfigError, match=re.escape(message)):
         settings_from(data, tmp_path)
+
+
+def test_uv_and_forks_settings(tmp_path: Path) -> None:
+    default = settings_from({}, tmp_path)
+    assert default.uv is True and default.forks is None
+    assert settings_from({"forks": "auto"}, tmp_path).forks is None
+    chosen = settings_from({"uv": False, "forks": 12}, tmp_path)
+    assert chosen.uv is False and chosen.forks == 12
 
 
 def test_expand_home() -> None:

@@ -1,8 +1,11 @@
-"""The venv's state and build commands (the build run for real in a local shell)."""
+"""The venv's state and build commands (the build run for real in a local shell), with uv
+or pip: stand-in uv executables show the script picking uv when it runs, else pip, and
+saying why."""
 
 from __future__ import annotations
 
 import hashlib
+import stat
 import zipfile
 from pathlib import Path
 
@@ -10,14 +13,18 @@ import pytest
 
 from kubebastion.errors import StepError
 from kubebastion.kubespray.venv import (
+    Installer,
+    UvPlan,
     VenvState,
     build_command,
     build_dir,
     check_replaceable,
     cleanup_command,
     explain_build_failure,
+    parse_installer,
     parse_state,
     state_command,
+    uv_from_pypi,
 )
 from kubebastion.ssh.shell import LocalShell
 
@@ -143,3 +150,106 @@ def test_the_venv_is_made_by_the_chosen_interpreter() -> None:
     command = build_command("/home/u/venv", "/home/u/kubespray", "abc", None, "b1",
                             "python3.11")
     assert "\npython3.11 -m venv /home/u/venv.kubebastion-b1\n" in command
+
+
+#: Answers --version; for ``venv`` makes a real venv with this machine's python, for
+#: ``pip install`` logs its arguments: enough to see the script drive uv.
+FAKE_UV = """#!/bin/sh
+case "$1" in
+  --version) echo "uv 0.13.8"; exit 0 ;;
+  venv) for last; do :; done; python3 -m venv --without-pip "$last"; \
+        echo "uv = 0.13.8" >> "$last/pyvenv.cfg" ;;
+  pip) echo "$@" > "$(dirname "$0")/pip-args" ;;
+esac
+"""
+
+
+def checkout(tmp_path: Path) -> tuple[Path, str]:
+    ks = tmp_path / "kubespray"
+    ks.mkdir()
+    (ks / "requirements.txt").write_text("# nothing pinned in this test\n")
+    return ks, hashlib.sha256((ks / "requirements.txt").read_bytes()).hexdigest()
+
+
+def executable(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def test_uv_builds_the_venv_when_it_runs(tmp_path: Path) -> None:
+    ks, digest = checkout(tmp_path)
+    uv = executable(tmp_path / "wheels" / "uv", FAKE_UV)
+    plan = UvPlan(binary=str(uv), origin="uv 0.13.8, sent with the wheelhouse")
+    venv = tmp_path / "venv"
+    result = SHELL.run(build_command(str(venv), str(ks), digest, str(tmp_path / "wheels"),
+                                     "one", "python3", plan))
+    assert result.ok, result.stderr
+    assert parse_installer(result.stdout, plan, "") == Installer(
+        "uv", "uv 0.13.8, sent with the wheelhouse")
+    assert "uv = 0.13.8" in (venv / "pyvenv.cfg").read_text()
+    args = (tmp_path / "wheels" / "pip-args").read_text().split()
+    assert args[:2] == ["pip", "install"] and "--no-index" in args
+    assert args[args.index("--python") + 1] == f"{tmp_path}/venv.kubebastion-one/bin/python"
+    assert args[-2:] == ["-r", f"{ks}/requirements.txt"]
+
+
+@pytest.mark.parametrize(("uv_text", "mode", "why"), [
+    (None, 0, "is missing or not executable"),
+    (FAKE_UV, 0o644, "is missing or not executable"),
+    ("#!/bin/sh\necho 'cannot execute: required file not found' >&2\nexit 126\n", 0o755,
+     "cannot execute: required file not found"),
+], ids=["absent", "not-executable", "does-not-run"])
+def test_pip_builds_it_when_uv_does_not_run_and_says_why(
+        tmp_path: Path, uv_text: str | None, mode: int, why: str) -> None:
+    ks, digest = checkout(tmp_path)
+    uv = tmp_path / "wheels" / "uv"
+    (tmp_path / "wheels").mkdir()
+    if uv_text is not None:
+        uv.write_text(uv_text)
+        uv.chmod(mode)
+    plan = UvPlan(binary=str(uv), origin="uv 0.13.8, sent with the wheelhouse")
+    venv = tmp_path / "venv"
+    result = SHELL.run(build_command(str(venv), str(ks), digest, str(tmp_path / "wheels"),
+                                     "one", "python3", plan))
+    assert result.ok, result.stderr
+    installer = parse_installer(result.stdout, plan, "")
+    assert installer.name == "pip" and installer.reason.startswith(
+        "uv did not run on the bastion (") and why in installer.reason, installer
+    assert (venv / "bin" / "pip").exists() and "uv =" not in (venv / "pyvenv.cfg").read_text()
+
+
+def test_without_a_uv_plan_pip_builds_it_for_the_reason_given(tmp_path: Path) -> None:
+    ks, digest = checkout(tmp_path)
+    (tmp_path / "wheels").mkdir()
+    result = SHELL.run(build_command(str(tmp_path / "venv"), str(ks), digest,
+                                     str(tmp_path / "wheels"), "one"))
+    assert result.ok, result.stderr
+    assert parse_installer(result.stdout, None, "kubespray uv: false in the inventory") == (
+        Installer("pip", "kubespray uv: false in the inventory"))
+
+
+def test_an_online_bastion_installs_uv_from_pypi_once(tmp_path: Path) -> None:
+    """The install command runs when uv is not there yet; an install that fails (no PyPI)
+    falls back to pip with pip's own last words."""
+    ks, digest = checkout(tmp_path)
+    plan = uv_from_pypi(str(tmp_path / "uv-tool"), "0.13.8", "python3")
+    assert plan.binary == f"{tmp_path}/uv-tool/bin/uv"
+    assert "--retries 0" in plan.install and "uv==0.13.8" in plan.install
+    offline = UvPlan(plan.binary, plan.origin,
+                     install="echo 'ERROR: No matching distribution found for uv==0.13.8' "
+                             ">&2; exit 1")
+    result = SHELL.run(build_command(str(tmp_path / "venv"), str(ks), digest,
+                                     str(tmp_path), "one", "python3", offline))
+    assert result.ok, result.stderr
+    installer = parse_installer(result.stdout, offline, "")
+    assert installer == Installer("pip", "uv did not run on the bastion (ERROR: No matching "
+                                         "distribution found for uv==0.13.8)")
+    installs = UvPlan(plan.binary, plan.origin,
+                      install=f"mkdir -p {tmp_path}/uv-tool/bin && cp "
+                              f"{executable(tmp_path / 'fake-uv', FAKE_UV)} {plan.binary}")
+    result = SHELL.run(build_command(str(tmp_path / "venv"), str(ks), digest,
+                                     str(tmp_path), "two", "python3", installs))
+    assert result.ok, result.stderr
+    assert parse_installer(result.stdout, installs, "").name == "uv"
