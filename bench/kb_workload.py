@@ -34,9 +34,9 @@ sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from nornir.core.task import Result, Task  # noqa: E402
 from workloads import FIVE_COMMANDS, SECRET_FILE  # noqa: E402
 
-from kubebastion import remote  # noqa: E402
 from kubebastion.check import check_host  # noqa: E402
 from kubebastion.runtime import build_run  # noqa: E402
+from kubebastion.ssh import remote  # noqa: E402
 from kubebastion.ssh.shell import shell_for  # noqa: E402
 
 IMPORTED = time.perf_counter()
