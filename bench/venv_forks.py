@@ -7,8 +7,9 @@ the wheelhouse cached on the operator's side; the uv and pip paths take turns, r
 by repetition (``uv: false`` in the inventory makes the pip path). Overhead = wall minus
 the playbook's own time (as ``deploy_overhead``). Goal: uv's overhead <= 0.35x pip's.
 
-Item 2: on a lab of 1 + 30 with the stand-in's ``lab_task_latency=0.5`` (every module run
-on a node waits 0.5 s there first: a model of real kubespray's remote waits), after one
+Item 2: on a lab of 1 + 30 with the stand-in's ``lab_task_latency=0.5`` (every task waits
+0.5 s on its node first, in the install plays: a model of real kubespray's remote waits),
+after one
 deploy, ``invoke kubespray --force --skip-preflight`` with the forks kubebastion chooses
 and with ``forks: 5``, taking turns. Goal: the playbook in <= 0.4x the time of forks = 5.
 The bastion's memory is sampled while the chosen-forks runs play: every process in the
