@@ -78,6 +78,20 @@ def in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str
     return code, out, err
 
 
+@pytest.mark.parametrize("flag", ["--dry", "-f", "--echo", "--pty", "--prompt-for-sudo-password"])
+def test_invokes_flags_for_shell_commands_are_not_taken(
+        flag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``kubebastion --dry deploy`` would have been a real deploy (invoke's ``--dry``
+    echoes local shell commands; a dry run is ``deploy --dry-run``)."""
+    monkeypatch.chdir(tmp_path)  # no config here: had the task run, it would say so
+    code, _, err = in_process(capsys, flag, "deploy")
+    assert code == 1
+    assert err.strip() == f"No idea what '{flag}' is!"
+    shown = in_process(capsys, "--help")[1].split()
+    assert not [word for word in shown if word.rstrip(",").split("=")[0] == flag]
+
+
 def test_task_help_names_the_console_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = in_process(capsys, "deploy", "--help")
     assert code == 0
