@@ -37,7 +37,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -49,7 +48,6 @@ from lab.lock import held, session_lock
 from tests.figures import FIGURES
 from tests.labgate import require_lab
 
-REPO = Path(__file__).resolve().parents[2]
 PREFIX_ENV = "KUBEBASTION_LAB_PREFIX"
 PREFIX = os.environ.get(PREFIX_ENV) or "kbt"
 

@@ -27,7 +27,7 @@ from kubebastion.runtime import Run, build_run
 from kubebastion.ssh import remote
 from kubebastion.ssh.connection import POOL
 from kubebastion.ssh.shell import HostShell, shell_for_host
-from tests.lab.test_kubespray import invoke_kubespray, write_config
+from tests.lab.helpers import invoke_kubespray, write_config
 
 pytestmark = pytest.mark.lab
 THREADS = 4
@@ -90,7 +90,6 @@ def test_tls_churn_through_the_bastion_keeps_its_connection(run: Run) -> None:
     while pump_threads() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pump_threads(), f"pump threads left running: {pump_threads()[:4]}"
-
 
 
 STDIN_THREADS = 4  # per host

@@ -7,11 +7,9 @@ nodes only reachable through the bastion, the sudo password never shown anywhere
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
-import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,18 +18,12 @@ import lab
 from kubebastion.check import check_host
 from kubebastion.errors import HostKeyChangedError, SSHError, UnknownHostKeyError
 from kubebastion.runtime import build_run
-from tests.lab.conftest import LAB_PARAMS, REPO
+from tests.lab import helpers
+from tests.lab.conftest import LAB_PARAMS
 
 pytestmark = pytest.mark.lab
-INVOKE = str(Path(sys.executable).parent / "invoke")
 
-
-def invoke(*args: str, env: dict[str, str] | None = None, timeout: float = 120
-           ) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if k != "KUBEBASTION_SUDO_PASSWORD"}
-    full_env.update(env or {})
-    return subprocess.run([INVOKE, *args], cwd=REPO, env=full_env, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+invoke = partial(helpers.invoke, timeout=120, columns=False)
 
 
 def accepted_logins(state: lab.LabState) -> dict[str, int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +20,10 @@ import pytest
 import yaml
 
 import lab
-from tests.lab.test_kubespray import write_config
+from tests.lab.helpers import INVOKE, REPO, write_config
 
 # It rebuilds the shared session lab first: run after the modules that keep state in it.
 pytestmark = [pytest.mark.lab, pytest.mark.lab_destructive]
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
 SCHEMA = json.loads((REPO / "docs" / "deploy-report.schema.json").read_text())
 #: What a step may touch on a host: checksummed before and after a dry run.
 WATCHED = "/etc/kubernetes /etc/kubebastion /etc/sysctl.d /etc/systemd/system /home /root"

@@ -15,11 +15,8 @@ checks the lab's "before" state) and ends by removing it again.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,20 +29,12 @@ from kubebastion.egress.diagnose import FORWARDING_OFF, NO_DEFAULT_ROUTE, NO_MAS
 from kubebastion.egress.task import run_egress_check
 from kubebastion.report import FAILED, OK, HostOutcome
 from kubebastion.runtime import build_run
+from tests.lab.helpers import invoke
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
 INET_URL = "http://198.19.0.1:80/"
 UPLINK_ADDRESS = "198.18.2.2"
-
-
-def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KUBEBASTION_SUDO_PASSWORD"}
-    env["COLUMNS"] = "200"  # rich folds tables to the terminal's width
-    return subprocess.run([INVOKE, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
 
 
 def egress(state: lab.LabState, config: Path | None = None) -> dict[str, HostOutcome]:

@@ -10,10 +10,9 @@ import pytest
 import yaml
 
 import lab
-from tests.lab.test_kubespray import invoke_kubespray, write_config
+from tests.lab.helpers import REPO, invoke_kubespray, write_config
 
 pytestmark = pytest.mark.lab
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_own_nornir_run_uses_configure_nat_and_fetch_kubeconfig(

@@ -15,34 +15,25 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
 
 import lab
-from tests.lab.test_kubespray import invoke_kubespray, write_config
+from tests.lab import helpers
+from tests.lab.helpers import INVOKE, REPO, as_root, invoke_kubespray, write_config
 
 pytestmark = pytest.mark.lab
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
 
-
-def invoke(*args: str, timeout: float = 180, env: dict[str, str] | None = None
-           ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([INVOKE, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, check=False, env={**os.environ, **(env or {})})
+invoke = partial(helpers.invoke, timeout=180, columns=False)
 
 
 def as_user(state: lab.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
     return lab.host_exec(state, host, ["su", "-", state.user, "-c", command], timeout=60)
-
-
-def as_root(state: lab.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
-    return lab.host_exec(state, host, ["sh", "-c", command], timeout=60)
 
 
 def bastion_config(state: lab.LabState) -> str:

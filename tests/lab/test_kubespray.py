@@ -12,16 +12,12 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
-import os
 import secrets
 import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -41,14 +37,19 @@ from kubebastion.kubespray.task import gather_bastion_facts, run_kubespray_playb
 from kubebastion.runtime import build_run, load_config
 from kubebastion.ssh.remote import run as remote_run
 from kubebastion.ssh.shell import shell_for
+from tests.lab.helpers import (
+    INVOKE,
+    REPO,
+    STAND_IN,
+    WHEELHOUSE,
+    Invocation,
+    as_root,
+    invoke_kubespray,
+    write_config,
+)
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
-STAND_IN = REPO / "lab" / "kubespray"
-#: Kept between sessions: the wheels only depend on requirements.txt and the bastion's Python.
-WHEELHOUSE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
 SUDO_PASSWORD = "kb-lab-" + secrets.token_hex(6)  # passwordless sudo ignores it; ansible gets it
 
 
@@ -58,55 +59,6 @@ STOP_LAB_DAEMONS = (
     "    try: os.kill(json.load(open(f))[\"pid\"], signal.SIGTERM)\n"
     "    except (OSError, ValueError, KeyError): pass'"
 )
-
-
-@dataclass
-class Invocation:
-    code: int
-    document: dict[str, Any]
-    stderr: str
-    seconds: float
-
-    def rows(self, part: str) -> list[dict[str, Any]]:
-        return [r for r in self.document["rows"] if r["data"].get("part") == part]
-
-
-def write_config(state: lab.LabState, folder: Path, *, kubespray_vars: dict[str, Any] | None = None
-                 ) -> Path:
-    """The lab's inventory, plus kubespray settings (upload the stand-in, build the venv
-    from a wheelhouse) and optional kubespray_vars."""
-    folder.mkdir(parents=True, exist_ok=True)
-    inventory = folder / "inventory"
-    inventory.mkdir(exist_ok=True)
-    for name in ("hosts.yaml", "groups.yaml"):
-        (inventory / name).write_text((state.inventory_dir / name).read_text())
-    defaults = yaml.safe_load((state.inventory_dir / "defaults.yaml").read_text())
-    defaults["data"].setdefault("kubespray", {"source": str(STAND_IN),
-                                              "wheelhouse": str(WHEELHOUSE),
-                                              "ready_timeout": 60})
-    if kubespray_vars:
-        defaults["data"]["kubespray_vars"] = kubespray_vars
-    (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults))
-    return lab.config_beside(state, folder)
-
-
-def invoke_kubespray(config: Path, *args: str, timeout: float = 600) -> Invocation:
-    env = {k: v for k, v in os.environ.items() if k != kb_secrets.SUDO_PASSWORD_ENV}
-    started = time.monotonic()
-    proc = subprocess.run([INVOKE, "kubespray", "--config", str(config), "--json", *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
-    seconds = time.monotonic() - started
-    try:
-        document = json.loads(proc.stdout)
-    except ValueError:
-        pytest.fail(f"no JSON from invoke kubespray (exit {proc.returncode}):\n"
-                    f"{proc.stdout}\n{proc.stderr}")
-    return Invocation(proc.returncode, document, proc.stderr, seconds)
-
-
-def as_root(state: lab.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
-    return lab.host_exec(state, host, ["sh", "-c", command], timeout=60)
 
 
 def graph_tree(text: str) -> dict[str, set[str]]:

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shlex
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,11 +31,10 @@ from kubebastion.nat.plan import (
     WANTS_LINK,
     masquerade_rules,
 )
+from tests.lab.helpers import invoke
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
 INET_URL = "http://198.19.0.1:80/"
 UPLINK_ADDRESS = "198.18.2.2"
 PRIVATE_CIDR = "198.18.1.0/24"
@@ -63,13 +60,6 @@ FOREIGN_IPTABLES = [
     "MASQUERADE",
 ]
 TIMINGS: dict[str, float] = {}
-
-
-def invoke(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KUBEBASTION_SUDO_PASSWORD"}
-    env["COLUMNS"] = "200"  # rich folds tables to the terminal's width
-    return subprocess.run([INVOKE, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=300, check=False)
 
 
 def nat(

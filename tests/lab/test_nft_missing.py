@@ -19,30 +19,23 @@ the decision are unit-tested in tests/unit/test_nat_packages.py; no test here ru
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import lab
 from kubebastion.nat.plan import MANAGED_FILES
+from tests.lab.helpers import invoke
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
 NFT = "/usr/sbin/nft"
 
 
 def nat(state: lab.LabState, *args: str) -> tuple[int, dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if k != "KUBEBASTION_SUDO_PASSWORD"}
-    result = subprocess.run([INVOKE, "nat", "--json", "--config", str(state.nornir_config),
-                             *args], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=300, check=False)
+    result = invoke("nat", "--json", "--config", str(state.nornir_config), *args,
+                    columns=False)
     rows = {r["host"]: r for r in json.loads(result.stdout)["hosts"]}
     return result.returncode, dict(rows["bastion"])
 

@@ -18,9 +18,9 @@ import json
 import os
 import secrets
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ from kubebastion.kubespray.task import (
 )
 from kubebastion.runtime import build_run
 from tests.figures import record_figure
-from tests.lab.test_kubespray import Invocation
+from tests.lab import helpers
+from tests.lab.helpers import INVOKE, REPO, WHEELHOUSE, Invocation
 from tests.labgate import REAL_KUBESPRAY_SHA256, require_real_kubespray
 
 # The first test also builds the real venv (a fresh machine downloads 68 MB of wheels first)
@@ -47,16 +48,14 @@ from tests.labgate import REAL_KUBESPRAY_SHA256, require_real_kubespray
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900), pytest.mark.filterwarnings(
     "ignore::nornir.core.exceptions.ConflictingConfigurationWarning")]
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
-WHEELHOUSE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
 SUDO_PASSWORD = "kb-real-" + secrets.token_hex(6)
 IP_TASK = "kubernetes/preinstall : Stop if ip var does not match local ips"
 WRONG_IP = "198.18.1.250"  # inside private_cidr, so kubebastion accepts it; no host has it
 
-
-def as_root(state: lab.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
-    return lab.host_exec(state, host, ["sh", "-c", command], timeout=120)
+#: The real playbook is slower than the stand-in, and sudo asks this module's password.
+invoke_kubespray = partial(helpers.invoke_kubespray, timeout=900, sudo_password=SUDO_PASSWORD,
+                           json_required=False)
+as_root = partial(helpers.as_root, timeout=120)
 
 
 def forget_kubespray(state: lab.LabState) -> None:
@@ -70,7 +69,7 @@ def forget_kubespray(state: lab.LabState) -> None:
                 f"sed -i '/kubebastion@bastion/d' {home}/.ssh/authorized_keys")
 
 
-def write_config(state: lab.LabState, folder: Path, tarball: Path, *,
+def write_tarball_config(state: lab.LabState, folder: Path, tarball: Path, *,
                  sha256: str = REAL_KUBESPRAY_SHA256, ip: dict[str, str] | None = None) -> Path:
     """The lab's inventory with the real tarball as kubespray source; ``ip``: host -> a
     kubespray ``ip`` for it."""
@@ -86,20 +85,6 @@ def write_config(state: lab.LabState, folder: Path, tarball: Path, *,
                                      "wheelhouse": str(WHEELHOUSE)}
     (inventory / "defaults.yaml").write_text(yaml.safe_dump(defaults))
     return lab.config_beside(state, folder)
-
-
-def invoke_kubespray(config: Path, *args: str, timeout: float = 900) -> Invocation:
-    env = {**os.environ, kb_secrets.SUDO_PASSWORD_ENV: SUDO_PASSWORD}
-    started = time.monotonic()
-    proc = subprocess.run([INVOKE, "kubespray", "--config", str(config), "--json", *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-                          check=False)
-    seconds = time.monotonic() - started
-    try:
-        document = json.loads(proc.stdout)
-    except ValueError:
-        document = {}
-    return Invocation(proc.returncode, document, proc.stderr + proc.stdout, seconds)
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +108,7 @@ def real_lab(lab_env: lab.LabState, lab_params: dict[str, Any],
 @pytest.fixture(scope="module")
 def config(real_lab: lab.LabState, tarball: Path,
            tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_config(real_lab, tmp_path_factory.mktemp("real-kubespray"), tarball)
+    return write_tarball_config(real_lab, tmp_path_factory.mktemp("real-kubespray"), tarball)
 
 
 @pytest.fixture(scope="module")
@@ -231,7 +216,7 @@ def test_a_wrong_checksum_stops_before_any_upload(real_lab: lab.LabState, tarbal
     home = f"/home/{real_lab.user}"
     marker = f"cat {home}/kubespray/{src.MARKER}"
     before = as_root(real_lab, "bastion", marker).stdout
-    bad = write_config(real_lab, tmp_path, tarball, sha256="ab" * 32)
+    bad = write_tarball_config(real_lab, tmp_path, tarball, sha256="ab" * 32)
     ran = invoke_kubespray(bad, "--preflight", timeout=120)
     assert ran.code == 2
     assert f"has sha256 {REAL_KUBESPRAY_SHA256}, not the expected {'ab' * 32}" in ran.stderr
@@ -240,7 +225,7 @@ def test_a_wrong_checksum_stops_before_any_upload(real_lab: lab.LabState, tarbal
 
 def test_an_ip_that_is_not_the_hosts_is_stopped_by_kubesprays_own_assertion(
         preflight: Invocation, real_lab: lab.LabState, tmp_path: Path, tarball: Path) -> None:
-    bad = write_config(real_lab, tmp_path, tarball, ip={"k8s-w1": WRONG_IP})
+    bad = write_tarball_config(real_lab, tmp_path, tarball, ip={"k8s-w1": WRONG_IP})
     ran = invoke_kubespray(bad, "--preflight")
     assert ran.code == 1, ran.stderr[-3000:]
     rows = {r["host"]: r for r in ran.rows("preflight")}
@@ -259,7 +244,7 @@ def test_deploy_stops_at_kubesprays_checks_before_the_long_run(
         preflight: Invocation, real_lab: lab.LabState, tmp_path: Path, tarball: Path) -> None:
     import jsonschema
 
-    bad = write_config(real_lab, tmp_path, tarball, ip={"k8s-w1": WRONG_IP})
+    bad = write_tarball_config(real_lab, tmp_path, tarball, ip={"k8s-w1": WRONG_IP})
     env = {**os.environ, kb_secrets.SUDO_PASSWORD_ENV: SUDO_PASSWORD}
     proc = subprocess.run([INVOKE, "deploy", "--config", str(bad), "--json",
                            "--steps", "kubespray"], cwd=REPO, env=env, capture_output=True,

@@ -19,11 +19,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,12 +31,12 @@ from kubebastion.egress.diagnose import FORWARDING_OFF, NO_MASQUERADE
 from kubebastion.nat.plan import NFT_TABLE
 from lab.lock import held, session_lock
 from lab.topology import BASTION_PRIVATE_ADDRESS, EDGE_ADDRESS
+from tests.lab import helpers
+from tests.lab.helpers import REPO
 from tests.labgate import require_lab
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
 INET_URL = "http://198.19.0.1:80/"
 BASE = os.environ.get("KUBEBASTION_LAB_PREFIX") or "kbt"
 PREFIX = BASE[:9] + "s"  # a lab of its own, beside the session's two-NIC one
@@ -54,10 +52,7 @@ ECHO_PORT = 8080
 
 
 def invoke(state: lab.LabState, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "KUBEBASTION_SUDO_PASSWORD"}
-    env["COLUMNS"] = "200"
-    return subprocess.run([INVOKE, *args, "--config", str(state.nornir_config)], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    return helpers.invoke(*args, "--config", str(state.nornir_config))
 
 
 def nat(state: lab.LabState, *args: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,9 @@ from typing import Any
 import pytest
 
 import lab
-from tests.lab.test_kubespray import Invocation, invoke_kubespray, write_config
+from tests.lab.helpers import INVOKE, REPO, Invocation, invoke_kubespray, write_config
 
 pytestmark = pytest.mark.lab
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
 APPS_TASK = "lab_cluster : lab: injected apps failure"
 APPS_FILE = "/etc/kubernetes/lab/apps.json"
 

@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,13 +21,8 @@ from nornir.core.task import AggregatedResult, MultiResult, Result, Task
 
 import lab
 from kubebastion.runtime import Run, build_run
+from tests.lab.helpers import INVOKE, REPO, STAND_IN, WHEELHOUSE
 
-REPO = Path(__file__).resolve().parents[2]
-INVOKE = str(Path(sys.executable).with_name("invoke"))
-STAND_IN = REPO / "lab" / "kubespray"
-#: Kept between sessions (as tests/lab does): wheels depend only on requirements.txt and
-#: the bastion's Python.
-WHEELHOUSE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
 #: Environment variables a test run must not inherit from the shell that started pytest.
 SCRUBBED_ENV = ("KUBEBASTION_SUDO_PASSWORD", "KUBEBASTION_TEST_PAUSE_BEFORE_RENAME")
 
