@@ -29,7 +29,7 @@ _EXPORTS = {
     "check_host": "kubebastion.check",
     "configure_nat": "kubebastion.nat.task",
     "check_egress": "kubebastion.egress.task",
-    "gather_bastion_facts": "kubebastion.egress.task",
+    "gather_bastion_egress": "kubebastion.egress.task",
     "prepare_kubespray": "kubebastion.kubespray.task",
     "run_kubespray_playbook": "kubebastion.kubespray.task",
     "install_admin_conf": "kubebastion.admin_conf",
@@ -47,7 +47,7 @@ __all__ = [
     "check_host",
     "configure_nat",
     "fetch_kubeconfig",
-    "gather_bastion_facts",
+    "gather_bastion_egress",
     "install_admin_conf",
     "prepare_kubespray",
     "prepare_nornir",
@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     from kubebastion.check import check_host
     from kubebastion.cluster import Cluster
     from kubebastion.deploy import DeployOptions, DeployReport
-    from kubebastion.egress.task import check_egress, gather_bastion_facts
+    from kubebastion.egress.task import check_egress, gather_bastion_egress
     from kubebastion.errors import KubeBastionError
     from kubebastion.kubeconfig.task import fetch_kubeconfig
     from kubebastion.kubespray.task import prepare_kubespray, run_kubespray_playbook

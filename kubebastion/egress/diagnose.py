@@ -38,7 +38,7 @@ _REFUSED = "Connection refused"
 
 
 @dataclass(frozen=True)
-class BastionFacts:
+class BastionEgress:
     """What the nodes' egress depends on, seen from the bastion."""
 
     ip_forward: int | None
@@ -52,12 +52,12 @@ class BastionFacts:
                 "provider": self.provider.name}
 
 
-def bastion_facts(state: BastionState, cluster: Cluster) -> BastionFacts:
+def bastion_egress(state: BastionState, cluster: Cluster) -> BastionEgress:
     cidr = cluster.private_cidr
     private = tuple(str(a.ip) for _, a in state.addresses if a.ip in cidr)
     if not private and cluster.bastion.private_address:
         private = (cluster.bastion.private_address,)
-    return BastionFacts(
+    return BastionEgress(
         ip_forward=state.ip_forward,
         masquerade=bool(masquerade_rules(state.table, str(cidr))),
         private_addresses=private,
@@ -203,7 +203,7 @@ def nat_fixes(diagnoses: Iterable[str]) -> bool:
     return any(diagnosis in FIXED_BY_NAT for diagnosis in diagnoses)
 
 
-def diagnose(node: NodeEgress, bastion: BastionFacts | None,
+def diagnose(node: NodeEgress, bastion: BastionEgress | None,
              bastion_address: str | None = None, node_name: str = "the node") -> str | None:
     """None when every target answered; else the first cause found, from the node outward:
     its route, the bastion's forwarding, the masquerade, then the targets themselves (a

@@ -15,9 +15,9 @@ from nornir.core.task import Result, Task
 from kubebastion.cluster import Cluster
 from kubebastion.egress.diagnose import (
     PROBE_TIMEOUT,
-    BastionFacts,
+    BastionEgress,
     NodeEgress,
-    bastion_facts,
+    bastion_egress,
     diagnose,
     egress_probe_command,
     parse_egress_output,
@@ -40,26 +40,26 @@ class EgressReport:
         return {**self.egress.as_dict(), "diagnosis": self.diagnosis}
 
 
-def gather_bastion_facts(task: Task, cluster: Cluster) -> Result:
+def gather_bastion_egress(task: Task, cluster: Cluster) -> Result:
     """The bastion's forwarding, masquerade, private address and platform (needs sudo
     for nft)."""
     shell = shell_for(task)
     output = remote.run(shell, state_command(files=()), sudo=True, timeout=60,
                         display="read the bastion's forwarding state")
-    facts = bastion_facts(parse_state(output.stdout), cluster)
+    facts = bastion_egress(parse_state(output.stdout), cluster)
     return Result(host=task.host, result=facts, changed=False)
 
 
-def check_egress(task: Task, cluster: Cluster, bastion_facts: BastionFacts | None) -> Result:
+def check_egress(task: Task, cluster: Cluster, bastion: BastionEgress | None) -> Result:
     """Probe every egress target from the task's node; failed with a diagnosis when one
-    does not answer. ``bastion_facts`` None (bastion unreadable) skips the bastion's
+    does not answer. ``bastion`` None (bastion unreadable) skips the bastion's
     causes rather than guessing them."""
     shell = shell_for(task)
     targets = cluster.egress_targets
     output = remote.run(shell, egress_probe_command(targets, PROBE_TIMEOUT),
                         timeout=PROBE_TIMEOUT + 30, display="egress probe")
     egress = parse_egress_output(output.stdout, targets)
-    diagnosis = diagnose(egress, bastion_facts, cluster.bastion.private_address,
+    diagnosis = diagnose(egress, bastion, cluster.bastion.private_address,
                          task.host.name)
     return Result(host=task.host, result=EgressReport(egress, diagnosis), changed=False,
                   failed=diagnosis is not None, diff=diagnosis or "")
@@ -71,13 +71,13 @@ def run_egress_check(run: Run) -> list[HostOutcome]:
     bastion_name = cluster.bastion.name
     node_names = {node.name for node in cluster.nodes}
     bastion = run.nornir.filter(filter_func=lambda host: host.name == bastion_name)
-    bastion_results = bastion.run(task=gather_bastion_facts, name="bastion facts",
+    bastion_results = bastion.run(task=gather_bastion_egress, name="bastion facts",
                                   cluster=cluster)
-    facts: BastionFacts | None = None
+    facts: BastionEgress | None = None
     multi = bastion_results.get(bastion_name)
-    if multi is not None and not multi.failed and isinstance(multi[0].result, BastionFacts):
+    if multi is not None and not multi.failed and isinstance(multi[0].result, BastionEgress):
         facts = multi[0].result
     nodes = run.nornir.filter(filter_func=lambda host: host.name in node_names)
     node_results = nodes.run(task=check_egress, name="egress", cluster=cluster,
-                             bastion_facts=facts)
+                             bastion=facts)
     return outcomes(bastion_results) + outcomes(node_results)

@@ -14,7 +14,7 @@ from kubebastion.egress.diagnose import (
     NO_DEFAULT_ROUTE,
     NO_MASQUERADE,
     PROBE_SCRIPT,
-    BastionFacts,
+    BastionEgress,
     NodeEgress,
     Probe,
     diagnose,
@@ -24,7 +24,7 @@ from kubebastion.egress.diagnose import (
 )
 
 TARGETS = (EgressTarget("198.19.0.1", 80), EgressTarget("dl.k8s.io", 443))
-GOOD_BASTION = BastionFacts(ip_forward=1, masquerade=True, private_addresses=("198.18.1.1",))
+GOOD_BASTION = BastionEgress(ip_forward=1, masquerade=True, private_addresses=("198.18.1.1",))
 
 # Captured shapes of the node command's output.
 OK_OUTPUT = """@@kubebastion route
@@ -100,17 +100,17 @@ def test_missing_python3_is_said_plainly() -> None:
      f"default route not via the bastion (198.18.1.254); fix: {GENERIC.route}"),
     (node(None, "eth0"), GOOD_BASTION,
      f"default route not via the bastion (dev eth0); fix: {GENERIC.route}"),
-    (node(), BastionFacts(0, False, ("198.18.1.1",)), FORWARDING_OFF),
-    (node(), BastionFacts(1, False, ("198.18.1.1",)), NO_MASQUERADE),
+    (node(), BastionEgress(0, False, ("198.18.1.1",)), FORWARDING_OFF),
+    (node(), BastionEgress(1, False, ("198.18.1.1",)), NO_MASQUERADE),
     (node(), GOOD_BASTION, f"target unreachable: t0:80 (timed out); fix: {GENERIC.forwarding}"),
     (node("198.18.1.1", "eth0", True, False), GOOD_BASTION,
      f"target unreachable: t1:80 (timed out); fix: {GENERIC.forwarding}"),
-    (node("198.18.1.1", "eth0", True), BastionFacts(0, False, ()), None),
+    (node("198.18.1.1", "eth0", True), BastionEgress(0, False, ()), None),
     (node(), None, f"target unreachable: t0:80 (timed out); fix: {GENERIC.forwarding}"),
 ], ids=["ok", "no-default-route", "other-gateway", "device-route", "not-forwarding",
         "no-masquerade", "target-down", "one-of-two-down",
         "reachable-without-our-nat-is-ok", "bastion-unknown"])
-def test_diagnosis(egress: NodeEgress, bastion: BastionFacts | None,
+def test_diagnosis(egress: NodeEgress, bastion: BastionEgress | None,
                    expected: str | None) -> None:
     assert diagnose(egress, bastion) == expected
 
@@ -120,7 +120,7 @@ def test_forwarding_off_is_the_lab_before_state_message() -> None:
 
 
 def test_inventory_private_address_counts_as_the_bastion() -> None:
-    bastion = BastionFacts(1, True, ())
+    bastion = BastionEgress(1, True, ())
     assert diagnose(node("198.18.1.1"), bastion, "198.18.1.1") == (
         f"target unreachable: t0:80 (timed out); fix: {GENERIC.forwarding}")
     assert diagnose(node("198.18.1.9"), bastion, "198.18.1.1") == (
@@ -162,7 +162,7 @@ def test_a_name_that_resolves_but_does_not_connect_says_so() -> None:
 
 
 def test_the_fix_is_the_bastion_platform_s() -> None:
-    on_aws = BastionFacts(1, True, ("198.18.1.1",), AWS)
+    on_aws = BastionEgress(1, True, ("198.18.1.1",), AWS)
     assert diagnose(node(), on_aws) == (
         f"target unreachable: t0:80 (timed out); fix: {AWS.forwarding}")
     assert "source/destination check" in AWS.forwarding
