@@ -16,7 +16,7 @@ from kubebastion.errors import StepError
 from kubebastion.report import HostOutcome, outcomes
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
-from kubebastion.ssh.remote import backup_suffix, quote, run
+from kubebastion.ssh.remote import backup_suffix, parse_key_values, quote, run
 from kubebastion.ssh.shell import shell_for
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"
@@ -66,12 +66,7 @@ def install_script(user: str, dry_run: bool, suffix: str) -> str:
 
 
 def parse_install_output(stdout: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key] = value
-    return values
+    return parse_key_values(stdout)
 
 
 KUBECTL_CHECK = ("if command -v kubectl >/dev/null 2>&1; then "

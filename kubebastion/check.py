@@ -9,7 +9,7 @@ from nornir.core.task import Result, Task
 from kubebastion.report import HostOutcome, outcomes
 from kubebastion.runtime import Run
 from kubebastion.secrets import redact, sudo_password
-from kubebastion.ssh.remote import classify_sudo_failure, sudo_command
+from kubebastion.ssh.remote import classify_sudo_failure, parse_key_values, sudo_command
 from kubebastion.ssh.shell import shell_for
 
 
@@ -40,11 +40,7 @@ def check_command(sudo_with_password: bool) -> str:
 
 
 def parse_check_output(stdout: str) -> HostFacts:
-    values: dict[str, str] = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip()
+    values = parse_key_values(stdout)
     missing = {"user", "python3", "os", "sudo"} - values.keys()
     if missing:
         raise ValueError(f"check output lacks {', '.join(sorted(missing))}: {stdout!r}")

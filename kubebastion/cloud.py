@@ -19,6 +19,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from kubebastion.ssh.remote import parse_key_values
+
 DMI_DIR = "/sys/class/dmi/id"
 #: World-readable files only: product_uuid and the serials need root and add nothing here.
 DMI_FIELDS = ("sys_vendor", "product_name", "bios_vendor", "bios_version",
@@ -127,12 +129,7 @@ def dmi_command() -> str:
 
 
 def parse_dmi(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key in DMI_FIELDS:
-            values[key] = value.strip()
-    return values
+    return {key: value for key, value in parse_key_values(text).items() if key in DMI_FIELDS}
 
 
 def detect_provider(dmi: Mapping[str, str]) -> Provider:

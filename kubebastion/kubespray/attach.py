@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 
 from kubebastion.kubespray.playbook import PlaybookPaths
-from kubebastion.ssh.remote import quote
+from kubebastion.ssh.remote import parse_key_values, quote
 
 #: The attach script's exit code when the playbook ended without writing its status
 #: (its script was killed too): the recap decides then.
@@ -49,10 +49,7 @@ def running_command(paths: PlaybookPaths) -> str:
 
 
 def parse_running(stdout: str) -> RunningPlaybook | None:
-    values: dict[str, str] = {}
-    for line in stdout.splitlines():
-        key, _, value = line.partition("=")
-        values[key.strip()] = value.strip()
+    values = parse_key_values(stdout)
     if values.get("running") != "yes":
         return None
     pid = values.get("pid", "")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kubebastion.errors import StepError
-from kubebastion.ssh.remote import quote
+from kubebastion.ssh.remote import parse_key_values, quote
 
 
 def facts_command(python: str = "python3") -> str:
@@ -60,11 +60,7 @@ class BastionFacts:
 
 
 def parse_facts(stdout: str) -> BastionFacts:
-    values: dict[str, str] = {}
-    for line in stdout.splitlines():
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key.strip()] = value.strip()
+    values = parse_key_values(stdout)
     home = values.get("home", "")
     if not home.startswith("/"):
         raise StepError(f"cannot tell the bastion user's home folder (got {home!r})")

@@ -81,6 +81,18 @@ def _short(command: str, limit: int = 200) -> str:
     return command if len(command) <= limit else command[: limit - 3] + "..."
 
 
+def parse_key_values(stdout: str) -> dict[str, str]:
+    """The ``key=value`` lines our state and fact commands print, both sides stripped. A
+    line without ``=`` is not one of ours and is skipped; a repeated key keeps its last
+    value."""
+    values: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
 @dataclass(frozen=True)
 class FileState:
     """A remote file's checksum, mode and owner; ``exists`` False when absent."""

@@ -14,6 +14,7 @@ from kubebastion.ssh.remote import (
     install_command,
     install_files_command,
     parse_file_state,
+    parse_key_values,
     sudo_command,
 )
 
@@ -134,3 +135,15 @@ def test_command_output_is_returned_whole_even_when_it_contains_the_password() -
         assert sentinel not in raised.value.stderr
     finally:
         secrets.set_sudo_password(None)
+
+
+@pytest.mark.parametrize(("stdout", "expected"), [
+    ("home=/home/u\nuser=u\n", {"home": "/home/u", "user": "u"}),
+    (" python = 3.11.2 \nlibc=glibc 2.36\n", {"python": "3.11.2", "libc": "glibc 2.36"}),
+    ("sudo_err=a=b\n", {"sudo_err": "a=b"}),
+    ("Welcome to the bastion\nvenv=yes\n\n", {"venv": "yes"}),
+    ("running=no\nrunning=yes\n", {"running": "yes"}),
+    ("python=\n", {"python": ""}),
+], ids=["plain", "stripped", "equals-in-value", "foreign-lines", "last-wins", "empty-value"])
+def test_parse_key_values(stdout: str, expected: dict[str, str]) -> None:
+    assert parse_key_values(stdout) == expected
