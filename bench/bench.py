@@ -64,6 +64,7 @@ from workloads import (  # noqa: E402
 
 import lab  # noqa: E402
 import lab.topology  # noqa: E402
+from kubebastion.kubespray.settings import default_wheelhouse  # noqa: E402
 from lab.lock import held, session_lock  # noqa: E402
 
 VENVS = BENCH / ".venvs"
@@ -75,7 +76,7 @@ KB_PYTHON = REPO / ".venv" / "bin" / "python"
 INVOKE = REPO / ".venv" / "bin" / "invoke"
 CGROUP_ROOT = Path("/sys/fs/cgroup/cpuacct")
 #: kubespray stand-in's venv is built on the bastion from wheels cached here (as in tests/lab).
-WHEELHOUSE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
+WHEELHOUSE = default_wheelhouse()
 STAND_IN = REPO / "lab" / "kubespray"
 
 #: The bench's lab prefix (``--prefix``, or $KUBEBASTION_BENCH_PREFIX; default kbb): its

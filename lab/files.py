@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from kubebastion.kubespray.settings import default_wheelhouse
 from lab.topology import (
     BASTION_PRIVATE_ADDRESS,
     CONTROL_PLANE_BASE,
@@ -27,8 +28,6 @@ CLUSTER_NAME = "lab"
 API_PORT = 6443
 #: The lab's kubespray stand-in (what ``invoke kubespray`` uploads to the bastion).
 KUBESPRAY_STANDIN = Path(__file__).resolve().parent / "kubespray"
-#: The operator's wheel cache for the bastion's kubespray venv (the bastion is offline).
-WHEELHOUSE = Path("~/.cache/kubebastion/wheelhouse")
 #: The stand-in's nodes report Ready at once; no need for kubespray's default 180 s.
 READY_TIMEOUT = 60
 #: k8s-m0's private address (every lab has it).
@@ -70,11 +69,12 @@ def defaults_yaml(
     state_dir: Path,
     *,
     kubespray_source: Path = KUBESPRAY_STANDIN,
-    wheelhouse: Path = WHEELHOUSE,
+    wheelhouse: Path | None = None,
 ) -> str:
     """Inventory defaults, ready for ``invoke kubespray``/``invoke deploy`` without flags:
     ``kubespray:`` uploads the lab's stand-in and builds the bastion's venv from the
-    operator's wheelhouse (absolute paths, so the file works from any folder)."""
+    operator's wheelhouse (kubebastion's wheel cache unless given; the bastion is offline),
+    with absolute paths, so the file works from any folder."""
     return _dump(
         {
             "username": user,
@@ -86,7 +86,7 @@ def defaults_yaml(
                 "egress_targets": [f"{INTERNET_HOST_ADDRESS}:{INTERNET_SERVICE_PORT}"],
                 "kubespray": {
                     "source": str(kubespray_source.expanduser().resolve()),
-                    "wheelhouse": str(wheelhouse.expanduser().resolve()),
+                    "wheelhouse": str((wheelhouse or default_wheelhouse()).expanduser().resolve()),
                     "ready_timeout": READY_TIMEOUT,
                 },
                 "kubespray_vars": {

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kubebastion.kubespray.settings import KubespraySettings, expand_home
+from kubebastion.kubespray.settings import WHEEL_CACHE, KubespraySettings, expand_home
 from kubebastion.kubespray.sshtrust import KEY_FILE, KNOWN_HOSTS_FILE
 from kubebastion.kubespray.wheelhouse import UV_VERSION
 
-WHEEL_CACHE = "~/.cache/kubebastion/wheelhouse"
 #: An online bastion's uv, installed from PyPI into a venv of its own.
 UV_TOOL = f"~/.cache/kubebastion/uv-{UV_VERSION}"
 

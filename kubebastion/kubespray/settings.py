@@ -24,8 +24,9 @@ DEFAULT_CHECKOUT_DIR = "~/kubespray"
 DEFAULT_VENV_DIR = "~/kubespray-venv"
 DEFAULT_REMOTE_LOG_DIR = "~/kubebastion-logs"
 DEFAULT_LOG_DIR = "logs"
-#: ``wheelhouse: true``: the operator's cache of wheels downloaded for bastions.
-DEFAULT_WHEELHOUSE = Path("~/.cache/kubebastion/wheelhouse")
+#: Where kubebastion keeps wheels, on the operator's machine (the cache of wheels downloaded
+#: for bastions, ``wheelhouse: true``) as on the bastion (the wheelhouses uploaded to it).
+WHEEL_CACHE = "~/.cache/kubebastion/wheelhouse"
 #: kubespray on real machines takes 10-40 minutes; an hour leaves room for slow mirrors.
 DEFAULT_TIMEOUT = 3600.0
 #: After a successful playbook, how long the nodes get to report Ready.
@@ -265,13 +266,18 @@ def _remote_dir(data: Mapping[str, Any], key: str, default: str) -> str:
     return value.rstrip("/")
 
 
+def default_wheelhouse() -> Path:
+    """The operator's wheel cache (``wheelhouse: true``), ``~`` expanded."""
+    return Path(WHEEL_CACHE).expanduser()
+
+
 def _wheelhouse(cli: str | None, configured: object, cwd: Path, base: Path) -> Path | None:
     if cli:
         return (cwd / Path(cli).expanduser()).resolve()
     if configured is None or configured is False:
         return None
     if configured is True:
-        return DEFAULT_WHEELHOUSE.expanduser()
+        return default_wheelhouse()
     if not isinstance(configured, str):
         raise ConfigError("kubespray setting wheelhouse must be a folder or true, not "
                           f"{configured!r}")

@@ -18,12 +18,13 @@ import yaml
 
 import lab
 from kubebastion import secrets as kb_secrets
+from kubebastion.kubespray.settings import default_wheelhouse
 
 REPO = Path(__file__).resolve().parents[2]
 INVOKE = str(Path(sys.executable).with_name("invoke"))
 STAND_IN = REPO / "lab" / "kubespray"
 #: Kept between sessions: the wheels only depend on requirements.txt and the bastion's Python.
-WHEELHOUSE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
+WHEELHOUSE = default_wheelhouse()
 
 
 def invoke_env(env: dict[str, str] | None = None, *, columns: bool = True) -> dict[str, str]:

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 import lab
-from kubebastion.kubespray.settings import DirectorySource, settings_from
+from kubebastion.kubespray.settings import DirectorySource, default_wheelhouse, settings_from
 from lab import files
 from lab.accounts import sudoers_path
 from lab.hosts import mounts_missing
@@ -157,7 +157,7 @@ def test_generated_inventory_follows_docs_inventory_md() -> None:
             "egress_targets": ["198.19.0.1:80"],
             "kubespray": {
                 "source": str(files.KUBESPRAY_STANDIN),
-                "wheelhouse": str(Path.home() / ".cache" / "kubebastion" / "wheelhouse"),
+                "wheelhouse": str(default_wheelhouse()),
                 "ready_timeout": 60,
             },
             "kubespray_vars": {"supplementary_addresses_in_ssl_keys": ["198.18.1.10"]},
@@ -184,7 +184,7 @@ def test_lab_defaults_parse_as_kubespray_settings(tmp_path: Path) -> None:
     settings = settings_from(defaults["data"]["kubespray"], tmp_path / "elsewhere")
     assert settings.source == DirectorySource(files.KUBESPRAY_STANDIN)
     assert (files.KUBESPRAY_STANDIN / "cluster.yml").is_file()
-    assert settings.wheelhouse == Path.home() / ".cache" / "kubebastion" / "wheelhouse"
+    assert settings.wheelhouse == default_wheelhouse()
     assert settings.ready_timeout == 60.0
     sans = defaults["data"]["kubespray_vars"]["supplementary_addresses_in_ssl_keys"]
     assert sans == [Topology("kbl", 1, 0).nodes[0].private_address]

@@ -29,6 +29,7 @@ from cryptography import x509
 import lab
 from kubebastion.kubespray.bastion import BastionFacts
 from kubebastion.kubespray.wheelhouse import wheelhouse_for
+from tests.lab.helpers import WHEELHOUSE
 
 pytestmark = pytest.mark.lab
 
@@ -36,7 +37,6 @@ REPO = Path(__file__).resolve().parents[2]
 KUBESPRAY = REPO / "lab" / "kubespray"
 #: kubebastion's operator-side wheel cache (as tests/lab/test_kubespray.py uses it): keyed by
 #: the requirements and the bastion's Python, so no lab test downloads the wheels twice.
-WHEELHOUSE_CACHE = Path.home() / ".cache" / "kubebastion" / "wheelhouse"
 WORK = "standin-test"
 EXTRA_SANS = ["198.18.0.2", "k8s-api.lab.test"]  # under the lab user's home on the bastion
 SSH_ARGS = "-o StrictHostKeyChecking=yes -o UserKnownHostsFile={known_hosts} "
@@ -124,7 +124,7 @@ def bastion_python_facts() -> BastionFacts:
 @pytest.fixture(scope="module")
 def bastion(lab_env: lab.LabState) -> Iterator[Bastion]:
     """The stand-in installed on the bastion, as kubebastion's kubespray step would do it."""
-    wheelhouse = wheelhouse_for(WHEELHOUSE_CACHE, (KUBESPRAY / "requirements.txt").read_bytes(),
+    wheelhouse = wheelhouse_for(WHEELHOUSE, (KUBESPRAY / "requirements.txt").read_bytes(),
                                 bastion_python_facts())
     home = pwd.getpwnam(lab_env.user).pw_dir
     b = Bastion(lab_env, home, lab_env.bastion.host_dir / home.lstrip("/"))

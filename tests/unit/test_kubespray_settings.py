@@ -14,10 +14,10 @@ from kubebastion.errors import ConfigError
 from kubebastion.kubespray.settings import (
     DEFAULT_REPOSITORY,
     DEFAULT_TIMEOUT,
-    DEFAULT_WHEELHOUSE,
     DirectorySource,
     GitSource,
     TarballSource,
+    default_wheelhouse,
     expand_home,
     is_git_url,
     settings_from,
@@ -57,7 +57,7 @@ def test_inventory_paths_are_relative_to_the_config(tmp_path: Path,
     assert cli.source == DirectorySource(tmp_path / "other")
     assert cli.wheelhouse == tmp_path / "w2" and cli.timeout == 5 and cli.force
     assert settings_from({"wheelhouse": True}, tmp_path).wheelhouse == (
-        DEFAULT_WHEELHOUSE.expanduser())
+        default_wheelhouse())
 
 
 def test_python_setting(tmp_path: Path) -> None:
