@@ -22,7 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import keys
-from lab.netns import pid_in_namespace, pids_in_namespaces, run
+from lab.netns import (
+    pid_in_namespace,
+    pids_in_namespaces,
+    run,
+    runs_in_namespace,
+    wait_for_pidfile,
+)
 from lab.state import HostState, LabState, write_if_changed
 from lab.topology import SSH_PORT, HostPlan, LabError
 
@@ -251,17 +257,9 @@ def wait_sshd(plan: HostPlan, hdir: Path, proc: subprocess.Popen[str]) -> int:
         raise LabError(f"sshd for {plan.name} did not daemonize") from exc
     if proc.returncode != 0:
         raise LabError(f"starting sshd for {plan.name} failed: {out.strip()}{_log_tail(hdir)}")
-    pidfile = hdir / "sshd.pid"
-    deadline = time.monotonic() + SSHD_START_TIMEOUT
-    while time.monotonic() < deadline:
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (OSError, ValueError):
-            time.sleep(0.01)
-            continue
-        if pid_in_namespace(pid, plan.namespace):
-            return pid
-        time.sleep(0.01)
+    pid = wait_for_pidfile(hdir / "sshd.pid", plan.namespace, SSHD_START_TIMEOUT)
+    if pid is not None:
+        return pid
     raise LabError(f"sshd for {plan.name} did not come up{_log_tail(hdir)}")
 
 
@@ -291,14 +289,9 @@ def sshd_running(host: HostState) -> bool:
 
 
 def _is_our_sshd(pid: int, namespace: str, config: Path) -> bool:
-    if not pid_in_namespace(pid, namespace):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    # sshd rewrites its process title ("sshd: /usr/sbin/sshd -f CFG ... [listener] ...").
-    return str(config).encode() in cmdline
+    # sshd rewrites its process title ("sshd: /usr/sbin/sshd -f CFG ... [listener] ..."),
+    # which still holds the config's path.
+    return runs_in_namespace(pid, namespace, str(config))
 
 
 _CONFIG_ARG = re.compile(rb"-f[\s\x00]+([^\s\x00]+)")

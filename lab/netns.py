@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from lab.topology import LabError
 
@@ -96,12 +97,35 @@ def pid_in_namespace(pid: int, ns: str) -> bool:
         return False
     if _ns_id(f"/proc/{pid}/ns/net") != want:
         return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+    return _alive(pid)
+
+
+def wait_for_pidfile(pidfile: Path, ns: str, timeout: float) -> int | None:
+    """The pid a daemon wrote to ``pidfile`` once that process is live in namespace ``ns``
+    (a daemon writes it after binding); None when it is not within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            time.sleep(0.01)
+            continue
+        if pid_in_namespace(pid, ns):
+            return pid
+        time.sleep(0.01)
+    return None
+
+
+def runs_in_namespace(pid: int, ns: str, argument: str) -> bool:
+    """True when ``pid`` is live in namespace ``ns`` and its command line holds
+    ``argument`` (a config file or script of ours: a reused pid is not taken for ours)."""
+    if not pid_in_namespace(pid, ns):
         return False
-    return state not in ("Z", "X")
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return argument.encode() in cmdline
 
 
 def pids_in_namespaces(namespaces: Iterable[str]) -> dict[str, list[int]]:

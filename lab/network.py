@@ -17,11 +17,18 @@ import ipaddress
 import os
 import shutil
 import subprocess
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from lab.netns import exec_in, ip_batch, link_exists, namespace_exists, pid_in_namespace, run
+from lab.netns import (
+    exec_in,
+    ip_batch,
+    link_exists,
+    namespace_exists,
+    run,
+    runs_in_namespace,
+    wait_for_pidfile,
+)
 from lab.state import InetServiceState, LabState
 from lab.topology import (
     BASTION_BRIDGE_IFACE,
@@ -299,16 +306,9 @@ def start_inet_service(topology: Topology, state_dir: Path) -> InetServiceState:
         if any(c.isspace() for c in str(p)):
             raise LabError(f"path with whitespace not supported: {p}")
     exec_in(ns, ["sh", "-c", cmd], check=True, timeout=10)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (OSError, ValueError):
-            time.sleep(0.01)
-            continue
-        if pid_in_namespace(pid, ns):
-            return InetServiceState(ns, INTERNET_HOST_ADDRESS, INTERNET_SERVICE_PORT, pid)
-        time.sleep(0.01)
+    pid = wait_for_pidfile(pidfile, ns, 10)
+    if pid is not None:
+        return InetServiceState(ns, INTERNET_HOST_ADDRESS, INTERNET_SERVICE_PORT, pid)
     log = (d / "service.log").read_text() if (d / "service.log").exists() else ""
     raise LabError(f"inet service did not start in {ns}: {log[-500:]}")
 
@@ -318,13 +318,7 @@ def inet_service_running(inet: InetServiceState) -> bool:
 
 
 def _is_inet_service(pid: int, namespace: str) -> bool:
-    if not pid_in_namespace(pid, namespace):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    return str(INET_SCRIPT).encode() in cmdline
+    return runs_in_namespace(pid, namespace, str(INET_SCRIPT))
 
 
 def adopt_inet_service(inet: InetServiceState, state_dir: Path) -> bool:
