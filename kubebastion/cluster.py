@@ -78,6 +78,9 @@ class Bastion:
 
 @dataclass(frozen=True)
 class EgressTarget:
+    """A host and port the nodes must reach through the bastion (kubespray downloads from
+    it); written and shown as ``host:port``."""
+
     host: str
     port: int
 

@@ -119,12 +119,9 @@ def configure_nat(task: Task, cluster: Cluster, remove: bool = False) -> Result:
     files = files_diff(state, plan)
     rules = rules_diff(state, plan)
     diff = (install.diff() if install else "") + files + rules
-    if not diff:
-        return Result(host=task.host, changed=False, diff="",
-                      result=NatReport.of("no change: NAT already in place", plan))
-    if task.is_dry_run():
-        return Result(host=task.host, changed=True, diff=diff,
-                      result=NatReport.of("dry run: would change (see diff)", plan))
+    unchanged = _unchanged_or_dry_run(task, diff, plan, "NAT already in place", "change")
+    if unchanged is not None:
+        return unchanged
     if install is not None:
         install_nft(shell, install)
     # Round trips: the state above, one upload, one script, the state again below.
@@ -140,14 +137,25 @@ def configure_nat(task: Task, cluster: Cluster, remove: bool = False) -> Result:
     return Result(host=task.host, changed=True, diff=diff, result=NatReport.of(summary, plan))
 
 
-def _remove(task: Task, shell: HostShell, state: BastionState) -> Result:
-    diff = files_diff(state, None) + rules_diff(state, None)
+def _unchanged_or_dry_run(task: Task, diff: str, plan: NatPlan | None, nothing_to_do: str,
+                          verb: str) -> Result | None:
+    """The result when there is nothing to do, or when this is a dry run (what would be
+    done is the diff); None: go ahead."""
     if not diff:
         return Result(host=task.host, changed=False, diff="",
-                      result=NatReport.of("no change: no kubebastion NAT to remove", None))
+                      result=NatReport.of(f"no change: {nothing_to_do}", plan))
     if task.is_dry_run():
         return Result(host=task.host, changed=True, diff=diff,
-                      result=NatReport.of("dry run: would remove (see diff)", None))
+                      result=NatReport.of(f"dry run: would {verb} (see diff)", plan))
+    return None
+
+
+def _remove(task: Task, shell: HostShell, state: BastionState) -> Result:
+    diff = files_diff(state, None) + rules_diff(state, None)
+    unchanged = _unchanged_or_dry_run(task, diff, None, "no kubebastion NAT to remove",
+                                      "remove")
+    if unchanged is not None:
+        return unchanged
     remote.run(shell, remove_command(state), sudo=True, display="remove kubebastion NAT")
     after = read_state(shell)
     left = files_diff(after, None) + rules_diff(after, None)
