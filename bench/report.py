@@ -360,7 +360,7 @@ def _profile(results: dict[str, Any]) -> list[str]:
         base = imports.get("python -c pass", 0.0)
         out += ["Import cost, process start to imports done (median, s):", "",
                 "| case | s | of which kubebastion's imports |", "|---|---|---|"]
-        for k in ("python -c pass", "as is", "empty kubebastion/__init__"):
+        for k in ("python -c pass", "as is"):
             if k in imports:
                 out.append(f"| {k} | {imports[k]:.3f} | {imports[k] - base:.3f} |")
         heavy = ", ".join(f"{n} {ms:.0f} ms" for n, ms in imports.get("heaviest", [])[:10])
