@@ -23,12 +23,11 @@ import yaml
 import lab
 from lab.topology import PRIVATE_CIDR
 from tests.figures import FIGURES
-from tests.lab.test_kubespray import write_config
+from tests.lab.helpers import REPO, write_config
 
 # It removes the bastion's NAT and deploys: run after the modules that keep state in the lab.
 # A first deploy from the session lab took 290 s on 2 loaded cores (pytest's default: 300 s).
 pytestmark = [pytest.mark.lab, pytest.mark.lab_destructive, pytest.mark.timeout(900)]
-REPO = Path(__file__).resolve().parents[2]
 VENV_ENV = "KUBEBASTION_WHEEL_VENV"
 PREFIX = os.environ.get("KUBEBASTION_LAB_PREFIX") or "kbt"
 #: Outside the checkout, and not under /tmp, which the lab's hosts do not share.

@@ -19,7 +19,7 @@ import yaml
 
 import lab
 from kubebastion.kubespray.wheelhouse import UV_VERSION
-from tests.lab.test_kubespray import (
+from tests.lab.helpers import (
     WHEELHOUSE,
     Invocation,
     as_root,

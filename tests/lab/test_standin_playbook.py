@@ -29,12 +29,11 @@ from cryptography import x509
 import lab
 from kubebastion.kubespray.bastion import BastionFacts
 from kubebastion.kubespray.wheelhouse import wheelhouse_for
-from tests.lab.helpers import WHEELHOUSE
+from tests.lab.helpers import STAND_IN, WHEELHOUSE
 
 pytestmark = pytest.mark.lab
 
-REPO = Path(__file__).resolve().parents[2]
-KUBESPRAY = REPO / "lab" / "kubespray"
+KUBESPRAY = STAND_IN
 #: kubebastion's operator-side wheel cache (as tests/lab/test_kubespray.py uses it): keyed by
 #: the requirements and the bastion's Python, so no lab test downloads the wheels twice.
 WORK = "standin-test"
