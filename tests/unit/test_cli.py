@@ -132,3 +132,15 @@ def test_python_dash_m_is_the_same_command() -> None:
     shown = subprocess.run([sys.executable, "-m", "kubebastion", "--list"],
                            capture_output=True, text=True, timeout=60, check=False)
     assert shown.returncode == 0 and "fetch-kubeconfig" in shown.stdout, shown.stderr
+
+
+def test_the_readme_example_of_a_users_own_tasks_py(tmp_path: Path) -> None:
+    """README's example, as written there, gives invoke kubebastion's tasks and the user's."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme.split("in your own `tasks.py`:\n\n```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "tasks.py").write_text(example)
+    invoke = str(Path(sys.executable).with_name("invoke"))
+    listed = subprocess.run([invoke, "--list", "--list-format", "json"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert {t["name"] for t in json.loads(listed.stdout)["tasks"]} == STEPS | {"nodes"}
