@@ -12,11 +12,12 @@ from dataclasses import asdict, dataclass
 
 from nornir.core.task import Result, Task
 
+from kubebastion.atomic_file import backup_suffix
 from kubebastion.errors import StepError
 from kubebastion.report import HostOutcome, outcomes
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
-from kubebastion.ssh.remote import backup_suffix, parse_key_values, quote, run
+from kubebastion.ssh.remote import parse_key_values, quote, run
 from kubebastion.ssh.shell import shell_for
 
 ADMIN_CONF = "/etc/kubernetes/admin.conf"

@@ -34,7 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 LOCK_SUFFIX = ".kubebastion.lock"
-BACKUP_INFIX = ".kubebastion-backup-"
+#: A backup of ``<path>`` is ``<path>.kubebastion-backup-<UTC stamp>``, here and on hosts
+#: (``kubebastion.ssh.remote`` names its backups with :func:`backup_suffix` too).
+BACKUP_MARK = "kubebastion-backup-"
 _TEMP_INFIX = ".kubebastion-tmp-"
 
 _BACKUP_STAMP = re.compile(r"\d{8}T\d{6}Z(-\d+)?")
@@ -67,11 +69,17 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600, backup: bool = True
         return backup_path
 
 
+def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Make ``path`` hold ``data`` in one rename (no lock, no backup, no comparison): for
+    files that are ours alone, such as an upload to the machine kubebastion runs on."""
+    _replace_with(path, data, mode, temp_for=path)
+
+
 def prune_backups(path: Path, keep: int) -> list[Path]:
     """Remove all but the ``keep`` newest of our backups of ``path``: each holds the
     credentials the file held. Other files beside it (other tools' backups) stay."""
     target = _resolve(path)
-    prefix = f"{target.name}{BACKUP_INFIX}"
+    prefix = f"{target.name}.{BACKUP_MARK}"
     ours = [p for p in target.parent.iterdir() if p.name.startswith(prefix)
             and _BACKUP_STAMP.fullmatch(p.name[len(prefix):]) and p.is_file()
             and not p.is_symlink()]
@@ -159,10 +167,15 @@ def cleanup_stale_temp_files(path: Path) -> list[Path]:
     return removed
 
 
+def backup_suffix(now: datetime | None = None) -> str:
+    """``kubebastion-backup-20261127T101500Z``: sorts by time, and says who made it."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{BACKUP_MARK}{stamp}"
+
+
 def backup_name(path: Path, now: datetime) -> Path:
-    """``config.kubebastion-backup-20261127T101500Z``: sorts by time, and says who made it."""
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return path.with_name(f"{path.name}{BACKUP_INFIX}{stamp}")
+    """``config.kubebastion-backup-20261127T101500Z``, beside ``path``."""
+    return path.with_name(f"{path.name}.{backup_suffix(now)}")
 
 
 def _free_backup_name(target: Path) -> Path:

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from kubebastion.atomic_file import BACKUP_MARK, backup_suffix
 from kubebastion.errors import RemoteCommandError, StepError
-from kubebastion.ssh.remote import BACKUP_PREFIX, backup_suffix, quote, read_file, run
+from kubebastion.ssh.remote import quote, read_file, run
 from kubebastion.ssh.shell import HostShell
 
 MISSING = "missing"
@@ -63,7 +64,7 @@ def commit_script(target: str, staged: str, expected_sha256: str, backup: str,
     all but the ``keep_backups`` newest of our backups (named ``<target>.kubebastion-
     backup-<UTC stamp>``: they sort by time; nobody else's files match)."""
     directory = str(PurePosixPath(target).parent)
-    ours = quote(f"{PurePosixPath(target).name}.{BACKUP_PREFIX}[0-9]*Z")
+    ours = quote(f"{PurePosixPath(target).name}.{BACKUP_MARK}[0-9]*Z")
     t, s, d = quote(target), quote(staged), quote(directory)
     lines = [
         "set -e",

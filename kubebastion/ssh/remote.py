@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import secrets as _random
 import shlex
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from kubebastion.atomic_file import backup_suffix
 from kubebastion.errors import RemoteCommandError, SSHError, SudoError
 from kubebastion.secrets import redact, sudo_password
 from kubebastion.ssh.shell import CommandResult, HostShell, Stdin
@@ -137,40 +137,6 @@ def read_file(shell: HostShell, path: str, *, sudo: bool = False) -> bytes | Non
     return base64.b64decode(result.stdout)
 
 
-def install_command(tmp: str, path: str, mode: int, owner: str | None, group: str | None,
-                    backup_suffix: str | None) -> str:
-    """Copy ``tmp`` beside ``path`` with mode/owner, then rename over it (atomic)."""
-    target = PurePosixPath(path)
-    staged = str(target.parent / f".{target.name}.kubebastion-{_random.token_hex(4)}")
-    owner_args = ""
-    if owner:
-        owner_args += f" -o {quote(owner)}"
-    if group:
-        owner_args += f" -g {quote(group)}"
-    steps = [
-        "set -e",
-        f"mkdir -p {quote(str(target.parent))}",
-    ]
-    if backup_suffix:
-        backup = f"{path}.{backup_suffix}"
-        steps.append(f"if [ -f {quote(path)} ]; then cp -p {quote(path)} {quote(backup)}; fi")
-    steps += [
-        f"install -m {mode:o}{owner_args} {quote(tmp)} {quote(staged)}",
-        f"mv -f {quote(staged)} {quote(path)}",
-        f"rm -f {quote(tmp)}",
-        SWEEP_STALE_UPLOADS,
-    ]
-    return "\n".join(steps)
-
-
-BACKUP_PREFIX = "kubebastion-backup-"
-
-
-def backup_suffix(now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
-    return f"{BACKUP_PREFIX}{stamp}"
-
-
 UPLOAD_NAME = ".kubebastion-upload."  # in /tmp: the login user may write nowhere else
 #: An upload whose connection died leaves its temp file behind (nothing can remove it
 #: then). The next install on that host removes the login user's own leftovers once they
@@ -266,9 +232,9 @@ def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
                backup: bool = False, dry_run: bool = False) -> bool:
     """Make ``path`` hold ``data`` with ``mode``/owner; returns whether anything changed.
 
-    Compares first and writes nothing when all matches. Writes go to a temp file that is
-    renamed over the target, so a reader never sees a partial file. ``backup`` keeps a
-    timestamped copy of a previous, different file.
+    Compares first and writes nothing when all matches; the write is
+    :func:`write_files`' (staged beside the target, renamed over it: a reader never sees
+    a partial file). ``backup`` keeps a timestamped copy of a previous, different file.
     """
     state = file_state(shell, path, sudo=sudo)
     wanted = hashlib.sha256(data).hexdigest()
@@ -278,14 +244,7 @@ def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,
         return False
     if dry_run:
         return True
-    tmp = upload(shell, data)
-    try:
-        suffix = backup_suffix() if backup and state.exists and state.sha256 != wanted else None
-        run(shell, install_command(tmp, path, mode, owner, group, suffix), sudo=sudo,
-            display=f"install {path}")
-    except SSHError:
-        raise  # the connection is gone: no cleanup to attempt (the temp file is 0600)
-    except BaseException:
-        run(shell, f"rm -f {quote(tmp)}", check=False)
-        raise
+    replaces_other = state.exists and state.sha256 != wanted
+    write_files(shell, [FileWrite(path, data, mode, owner, group, backup and replaces_other)],
+                sudo=sudo, display=f"install {path}")
     return True

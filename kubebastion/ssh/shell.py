@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from nornir.core.configuration import Config
 from nornir.core.inventory import Host
 from nornir.core.task import Task
 
+from kubebastion.atomic_file import replace_file
 from kubebastion.errors import SSHError
 from kubebastion.interrupt import running
 from kubebastion.ssh.channel_send import (
@@ -186,13 +186,7 @@ class LocalShell:
             finally:
                 os.close(fd)
             return
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
+        replace_file(target, data)
 
     def get(self, path: str) -> bytes:
         return Path(path).expanduser().read_bytes()

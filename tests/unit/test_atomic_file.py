@@ -20,6 +20,7 @@ import pytest
 import kubebastion.atomic_file as atomic_file
 from kubebastion.atomic_file import (
     backup_name,
+    backup_suffix,
     cleanup_stale_temp_files,
     locked,
     write_atomic,
@@ -157,6 +158,20 @@ def test_backup_name_is_utc_and_sortable() -> None:
     assert backup_name(Path("/home/ops/.kube/config"), when) == Path(
         "/home/ops/.kube/config.kubebastion-backup-20261127T101500Z"
     )
+    assert backup_suffix(when) == "kubebastion-backup-20261127T101500Z"  # hosts' too
+
+
+def test_replace_file_renames_into_place_and_leaves_nothing(tmp_path: Path) -> None:
+    """The local shell's upload: the old inode replaced whole, 0600, no temp file left."""
+    from kubebastion.ssh.shell import LocalShell
+
+    target = tmp_path / "upload"
+    target.write_bytes(b"old")
+    old_inode = target.stat().st_ino
+    LocalShell("local", 10).put(b"new", str(target))
+    assert target.read_bytes() == b"new" and mode_of(target) == 0o600
+    assert target.stat().st_ino != old_inode
+    assert os.listdir(tmp_path) == ["upload"]
 
 
 def test_symlinked_config_replaces_the_real_file_and_keeps_the_link(tmp_path: Path) -> None:

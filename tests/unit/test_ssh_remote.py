@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -11,11 +12,11 @@ import pytest
 from kubebastion.ssh.remote import (
     FileWrite,
     classify_sudo_failure,
-    install_command,
     install_files_command,
     parse_file_state,
     parse_key_values,
     sudo_command,
+    write_file,
 )
 
 
@@ -42,16 +43,41 @@ def test_sudo_command_detaches_stdin_from_the_wrapped_command() -> None:
      "sp ace"],
     ids=["quote", "subst", "semicolon", "newline", "backtick", "space"],
 )
-def test_install_command_keeps_hostile_paths_inert(hostile: str, tmp_path: Path) -> None:
-    source = tmp_path / f"src {hostile}"
-    source.write_text("payload")
+def test_install_files_command_keeps_hostile_paths_inert(hostile: str, tmp_path: Path
+                                                         ) -> None:
+    bundle = tmp_path / f"src {hostile}"
+    bundle.write_text("payload")
     target = tmp_path / "dir" / hostile
-    command = install_command(str(source), str(target), 0o640, None, None, "bak")
+    command = install_files_command(str(bundle), [FileWrite(str(target), b"payload", 0o640)],
+                                    "bak")
     subprocess.run(["/bin/sh", "-c", command], cwd=tmp_path, check=True)
     assert target.read_text() == "payload"
     assert target.stat().st_mode & 0o777 == 0o640
-    assert not source.exists()
+    assert not bundle.exists()
     assert not (tmp_path / "canary").exists() and not (tmp_path / "dir" / "canary").exists()
+
+
+def test_write_file_compares_then_writes_through_write_files(tmp_path: Path) -> None:
+    """Run with a local shell: nothing written when all matches, a backup only of a
+    previous, different file, no staged or uploaded leftovers."""
+    from kubebastion.ssh.shell import LocalShell
+
+    shell = LocalShell("local", 10)
+    target = tmp_path / "conf"
+    assert write_file(shell, str(target), b"one\n", mode=0o640, backup=True)
+    assert os.listdir(tmp_path) == ["conf"]  # no previous file: no backup
+    assert target.stat().st_mode & 0o777 == 0o640
+    assert not write_file(shell, str(target), b"one\n", mode=0o640, backup=True)
+    assert write_file(shell, str(target), b"one\n", mode=0o600, backup=True)
+    assert os.listdir(tmp_path) == ["conf"]  # same bytes, new mode: nothing to keep
+    assert write_file(shell, str(target), b"two\n", mode=0o600, dry_run=True)
+    assert target.read_bytes() == b"one\n"
+    assert write_file(shell, str(target), b"two\n", mode=0o600, backup=True)
+    backup, = (p for p in tmp_path.iterdir() if p.name != "conf")
+    assert backup.name.startswith("conf.kubebastion-backup-")
+    assert backup.read_bytes() == b"one\n" and target.read_bytes() == b"two\n"
+    assert write_file(shell, str(target), b"three\n", mode=0o600)  # backup off
+    assert len(os.listdir(tmp_path)) == 2
 
 
 def test_install_files_command_installs_each_file_from_one_bundle(tmp_path: Path) -> None:
