@@ -34,6 +34,7 @@ _EXPORTS = {
     "run_kubespray_playbook": "kubebastion.kubespray.task",
     "install_admin_conf": "kubebastion.admin_conf",
     "fetch_kubeconfig": "kubebastion.kubeconfig.task",
+    "verify_ready": "kubebastion.kubeconfig.verify",
 }
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "prepare_kubespray",
     "prepare_nornir",
     "run_kubespray_playbook",
+    "verify_ready",
 ]
 
 
@@ -72,6 +74,7 @@ if TYPE_CHECKING:
     from kubebastion.egress.task import check_egress, gather_bastion_egress
     from kubebastion.errors import KubeBastionError
     from kubebastion.kubeconfig.task import fetch_kubeconfig
+    from kubebastion.kubeconfig.verify import verify_ready
     from kubebastion.kubespray.task import prepare_kubespray, run_kubespray_playbook
     from kubebastion.nat.task import configure_nat
     from kubebastion.runtime import Run, build_run, prepare_nornir

@@ -14,13 +14,12 @@ from nornir.core.task import Result, Task
 
 from kubebastion.atomic_file import backup_suffix
 from kubebastion.errors import StepError
+from kubebastion.kubeconfig.admin import ADMIN_CONF
 from kubebastion.report import HostOutcome, outcomes
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
 from kubebastion.ssh.remote import parse_key_values, quote, run
 from kubebastion.ssh.shell import shell_for
-
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
 
 
 @dataclass(frozen=True)

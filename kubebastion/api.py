@@ -1,14 +1,16 @@
-"""Is the cluster already up? The API answers over TLS from the bastion and lists every
-inventory node Ready.
+"""The Kubernetes API client: is the cluster up, seen from the bastion? The API answers
+over TLS and lists every inventory node Ready.
 
-The check uses the admin credentials kubespray wrote (``/etc/kubernetes/admin.conf`` on the
-first control plane, read with sudo) and talks HTTPS to ``access_ip:api_port`` through a
+It uses the admin credentials kubespray wrote (admin.conf, see
+``kubebastion.kubeconfig.admin``) and talks HTTPS to ``access_ip:api_port`` through a
 ``direct-tcpip`` channel of the bastion connection, so the request leaves from the bastion
 (where the playbook and kubectl users sit) without copying any key material there and
 without needing curl on it. The server certificate is verified against the cluster CA and
-the address we connect to, as kubectl would.
+the address we connect to, as kubectl would. Its users: the kubespray step's health check,
+the kubeconfig step and its Ready verification (``kubebastion.kubeconfig.verify``), and
+the tunnel.
 
-``evaluate`` is pure; ``cluster_health`` does the I/O and never raises for "not up": the
+``evaluate`` is pure; ``check_api`` does the I/O and never raises for "not up": the
 answer is a ``ClusterHealth`` whose ``detail`` says what is missing.
 """
 
@@ -28,10 +30,9 @@ from pathlib import Path
 from typing import Any
 
 from nornir.core import Nornir
-from nornir.core.task import Result, Task
 
 from kubebastion.cluster import Cluster
-from kubebastion.errors import KubeBastionError, KubeconfigError
+from kubebastion.errors import KubeBastionError
 from kubebastion.kubeconfig.merge import (
     kubeconfig_ca_pem,
     kubeconfig_client_cert_pem,
@@ -40,14 +41,10 @@ from kubebastion.kubeconfig.merge import (
     resolve_context,
 )
 from kubebastion.report import describe_exception
-from kubebastion.secrets import Secret
 from kubebastion.ssh.channel_socket import channel_socket
 from kubebastion.ssh.connection import CONNECTION_NAME, open_tunnel
-from kubebastion.ssh.remote import read_file
 from kubebastion.ssh.settings import Endpoint
-from kubebastion.ssh.shell import shell_for
 
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
 _TIMEOUT = 10.0
 
 #: Opens a byte stream to (address, port) from the bastion's point of view.
@@ -85,15 +82,16 @@ def admin_credentials(text: str, source: str) -> ApiCredentials:
                           kubeconfig_client_key_pem(config, refs.user))
 
 
+def is_ready(node: Mapping[str, Any]) -> bool:
+    """A Node's Ready condition is True (``Unknown``, ``False`` or none: not Ready)."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
 def node_readiness(nodes: Mapping[str, Any]) -> dict[str, bool]:
-    """Node name -> Ready condition is True, from a ``/api/v1/nodes`` NodeList."""
-    readiness = {}
-    for item in nodes.get("items") or []:
-        name = str((item.get("metadata") or {}).get("name", ""))
-        conditions = (item.get("status") or {}).get("conditions") or []
-        readiness[name] = any(c.get("type") == "Ready" and c.get("status") == "True"
-                              for c in conditions)
-    return readiness
+    """Node name -> Ready, from a ``/api/v1/nodes`` NodeList."""
+    return {str((item.get("metadata") or {}).get("name", "")): is_ready(item)
+            for item in nodes.get("items") or []}
 
 
 def evaluate(version: Mapping[str, Any], nodes: Mapping[str, Any],
@@ -204,31 +202,3 @@ def bastion_opener(nornir: Nornir, cluster: Cluster, timeout: float = _TIMEOUT) 
         return channel_socket(channel)
 
     return open_from_bastion
-
-
-def read_admin_conf(task: Task) -> Result:
-    """admin.conf's text (as a ``Secret``: it holds the admin key), None when absent."""
-    data = read_file(shell_for(task), ADMIN_CONF, sudo=True)
-    return Result(host=task.host, result=None if data is None else Secret(data.decode()))
-
-
-def cluster_health(nornir: Nornir, cluster: Cluster, timeout: float = _TIMEOUT
-                   ) -> ClusterHealth:
-    """The health of the cluster the inventory describes, seen from the bastion."""
-    first = cluster.control_planes[0]
-    results = nornir.filter(name=first.name).run(task=read_admin_conf, on_failed=True,
-                                                 name="read admin.conf")
-    result = results[first.name][0]
-    if result.failed:
-        reason = describe_exception(result.exception) if result.exception else "failed"
-        return ClusterHealth(False, f"cannot read {ADMIN_CONF} on {first.name}: {reason}")
-    secret = result.result
-    if not isinstance(secret, Secret):
-        return ClusterHealth(False, f"no {ADMIN_CONF} on {first.name}")
-    try:
-        credentials = admin_credentials(secret.reveal(), f"{first.name}:{ADMIN_CONF}")
-    except KubeconfigError as exc:
-        return ClusterHealth(False, str(exc))
-    return check_api(bastion_opener(nornir, cluster, timeout), first.access_ip,
-                     cluster.api_port, credentials, [n.name for n in cluster.kubernetes_nodes],
-                     timeout)

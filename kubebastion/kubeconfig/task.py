@@ -10,10 +10,12 @@ committed atomically with a backup.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import hashlib
 import re
 import ssl
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,20 +23,14 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from nornir.core import Nornir
+from nornir.core.exceptions import NornirSubTaskError
 from nornir.core.task import Result, Task
 
-from kubebastion.api import (
-    ApiCredentials,
-    ClusterHealth,
-    Opener,
-    admin_credentials,
-    bastion_opener,
-    check_api,
-    poll_health,
-)
+from kubebastion.api import ApiCredentials, ClusterHealth, Opener, bastion_opener
 from kubebastion.atomic_file import locked, prune_backups, write_atomic
 from kubebastion.cluster import Cluster
 from kubebastion.errors import KubeBastionError, StepError
+from kubebastion.kubeconfig.admin import ADMIN_CONF, first_answering
 from kubebastion.kubeconfig.certs import CertificateSANs, certificate_sans, ensure_address_in_sans
 from kubebastion.kubeconfig.merge import (
     Kubeconfig,
@@ -51,34 +47,30 @@ from kubebastion.kubeconfig.remote import (
     kubeconfig_path,
     write_merged,
 )
-from kubebastion.kubeconfig.verify import NodeRow, kubectl_get_nodes, list_nodes
+from kubebastion.kubeconfig.verify import (
+    DEFAULT_READY_TIMEOUT,
+    NodeRow,
+    ReadyReport,
+    verify_ready,
+)
 from kubebastion.node_ips import resolve_node_ips
-from kubebastion.report import FAILED, HostOutcome, describe_exception, outcomes
+from kubebastion.report import FAILED, HostOutcome, outcomes
 from kubebastion.runtime import Run, full_inventory
 from kubebastion.ssh.remote import read_file
 from kubebastion.ssh.shell import shell_for, shell_for_host
 
-ADMIN_CONF = "/etc/kubernetes/admin.conf"
 DEFAULT_TUNNEL_PORT = 16443
 APISERVER_CRT = "/etc/kubernetes/pki/apiserver.crt"
 _SECRET_FIELD = re.compile(r"-data$")
-
-
-@dataclass(frozen=True)
-class AdminConf:
-    """admin.conf as read from one control plane (it holds the admin key: no repr)."""
-
-    control_plane: str
-    text: str
-    credentials: ApiCredentials
-    health: ClusterHealth
-
-    def __repr__(self) -> str:
-        return f"AdminConf(control_plane={self.control_plane!r}, ***)"
+#: The parts of ``fetch_kubeconfig`` (its sub-tasks' names).
+KUBECONFIG, READY = "kubeconfig", "ready"
 
 
 @dataclass(frozen=True)
 class FetchOutcome:
+    """Where the context was written (``write_kubeconfig``), then what the Ready
+    verification saw (``ready``; None in a dry run or before it ran)."""
+
     context: str
     path: str
     server: str
@@ -90,40 +82,26 @@ class FetchOutcome:
     credentials: ApiCredentials | None = field(default=None, repr=False, compare=False)
     #: What the API said when admin.conf was read (saves a second look when all is Ready).
     health: ClusterHealth | None = field(default=None, repr=False, compare=False)
+    ready: ReadyReport | None = field(default=None, compare=False)
 
-    def as_dict(self) -> dict[str, str]:
-        data = asdict(self)
-        data.pop("credentials")
-        data.pop("health")
+    @property
+    def summary(self) -> str:
+        if self.ready is not None and not self.ready.health.healthy:
+            return self.ready.summary
+        written = f"context {self.context} in {self.path} -> {self.server}"
+        return written if self.ready is None else f"{written}; {self.ready.summary}"
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {name: getattr(self, name) for name in (
+            "context", "path", "server", "source", "backup", "local_path", "local_server",
+            "local_backup")}
+        if self.ready is not None:
+            data["ready"] = self.ready.as_dict()
         return data
 
 
 def default_context(cluster: Cluster) -> str:
     return cluster.name
-
-
-def read_admin_conf(nornir: Nornir, cluster: Cluster, opener: Opener) -> AdminConf:
-    """admin.conf from the first control plane whose API answers; errors name them all."""
-    problems = []
-    for node in cluster.control_planes:
-        host = full_inventory(nornir).hosts[node.name]
-        try:
-            data = read_file(shell_for_host(host, nornir.config), ADMIN_CONF, sudo=True)
-        except KubeBastionError as exc:
-            problems.append(f"{node.name}: {describe_exception(exc)}")
-            continue
-        if data is None:
-            problems.append(f"{node.name}: no {ADMIN_CONF} (has kubespray run?)")
-            continue
-        credentials = admin_credentials(data.decode(), f"{node.name}:{ADMIN_CONF}")
-        health = check_api(opener, node.access_ip, cluster.api_port, credentials,
-                           [n.name for n in cluster.kubernetes_nodes])
-        if not health.api_version:
-            problems.append(f"{node.name}: API not answering: {health.detail}")
-            continue
-        return AdminConf(node.name, data.decode(), credentials, health)
-    raise StepError("no healthy control plane to take admin.conf from:\n  "
-                    + "\n  ".join(problems))
 
 
 def served_certificate_sans(opener: Opener, address: str, port: int) -> CertificateSANs:
@@ -220,14 +198,14 @@ def merge_local(path: Path, incoming: Kubeconfig, switch: bool, dry_run: bool,
         return True, str(backup or "")
 
 
-def fetch_kubeconfig(task: Task, cluster: Cluster, context: str | None = None,
+def write_kubeconfig(task: Task, cluster: Cluster, context: str | None = None,
                      switch: bool = True, local_path: str | None = None,
                      tunnel_port: int = DEFAULT_TUNNEL_PORT) -> Result:
     """Run on the bastion: merge the cluster's admin credentials into its kubeconfig
     (and, with ``local_path``, into the operator's own, through ``invoke tunnel``)."""
     nornir = task.nornir
     opener = bastion_opener(nornir, cluster)
-    admin = read_admin_conf(nornir, cluster, opener)
+    admin = first_answering(nornir, cluster, opener)
     address = cluster.api_server_address
     sans, where = api_sans(nornir, cluster, opener, admin.control_plane)
     ensure_address_in_sans(address, sans, where)
@@ -258,6 +236,41 @@ def fetch_kubeconfig(task: Task, cluster: Cluster, context: str | None = None,
     return Result(host=task.host, result=outcome, changed=changed, diff=diff)
 
 
+def fetch_kubeconfig(task: Task, cluster: Cluster, context: str | None = None,
+                     switch: bool = True, local_path: str | None = None,
+                     tunnel_port: int = DEFAULT_TUNNEL_PORT,
+                     ready_timeout: float = DEFAULT_READY_TIMEOUT) -> Result:
+    """Run on the bastion: step 4 whole, as ``invoke deploy`` runs it: the kubeconfig
+    written (``write_kubeconfig``), then every node Ready within ``ready_timeout``
+    (``verify_ready``; not in a dry run). Nodes not Ready: a failed result saying which."""
+    written = run_part(task, write_kubeconfig, KUBECONFIG, cluster=cluster, context=context,
+                       switch=switch, local_path=local_path, tunnel_port=tunnel_port)
+    outcome = written.result
+    assert isinstance(outcome, FetchOutcome)
+    if task.is_dry_run():
+        return Result(host=task.host, result=outcome, changed=written.changed,
+                      diff=written.diff)
+    checked = run_part(task, verify_ready, READY, cluster=cluster, context=outcome.context,
+                       credentials=outcome.credentials, ready_timeout=ready_timeout,
+                       health=outcome.health)
+    outcome = dataclasses.replace(outcome, ready=checked.result)
+    return Result(host=task.host, result=outcome, changed=written.changed,
+                  diff=written.diff, failed=checked.failed)
+
+
+def run_part(task: Task, part: Callable[..., Result], name: str, **kwargs: Any) -> Result:
+    """``part`` as a sub-task named ``name``. One that raised fails the whole task with
+    its own exception (not Nornir's "subtask failed"); one that returned a failed result
+    gives it back, for the task to report with what it found."""
+    try:
+        return task.run(task=part, name=name, **kwargs)[0]
+    except NornirSubTaskError as exc:
+        failed: Result = exc.result[0]
+        if failed.exception is not None:
+            raise failed.exception from None
+        return failed
+
+
 @dataclass
 class FetchReport:
     """fetch-kubeconfig's outcome on the bastion, then what the API said from there."""
@@ -283,37 +296,19 @@ class FetchReport:
 def run_fetch_kubeconfig(run: Run, *, context: str | None = None, switch: bool = True,
                          local_path: str | None = None,
                          tunnel_port: int = DEFAULT_TUNNEL_PORT,
-                         ready_timeout: float = 120.0) -> FetchReport:
-    """fetch_kubeconfig on the bastion, then wait for every node Ready and list them."""
+                         ready_timeout: float = DEFAULT_READY_TIMEOUT) -> FetchReport:
+    """fetch_kubeconfig on the bastion of ``run``, as rows and the Ready verification's
+    findings."""
     run = resolve_node_ips(run)  # access_ip of nodes given by name
-    cluster = run.cluster
-    bastion = cluster.bastion.name
+    bastion = run.cluster.bastion.name
     results = run.nornir.filter(name=bastion).run(
-        task=fetch_kubeconfig, name="fetch-kubeconfig", cluster=cluster, context=context,
-        switch=switch, local_path=local_path, tunnel_port=tunnel_port)
-    rows = outcomes(results)
-    report = FetchReport(rows)
-    if report.failed or run.nornir.data.dry_run:
-        return report
+        task=fetch_kubeconfig, name="fetch-kubeconfig", cluster=run.cluster, context=context,
+        switch=switch, local_path=local_path, tunnel_port=tunnel_port,
+        ready_timeout=ready_timeout)
+    report = FetchReport(outcomes(results))
     outcome = results[bastion][0].result
-    assert isinstance(outcome, FetchOutcome) and outcome.credentials is not None
-    opener = bastion_opener(run.nornir, cluster)
-    address = cluster.api_server_address
-    expected = [n.name for n in cluster.kubernetes_nodes]
-    if outcome.health is not None and outcome.health.healthy:
-        report.health = outcome.health
-    else:
-        credentials = outcome.credentials
-        report.health = poll_health(
-            lambda: check_api(opener, address, cluster.api_port, credentials, expected),
-            ready_timeout)
-    if not report.health.healthy:
-        rows[0] = HostOutcome(bastion, FAILED,
-                              f"nodes not Ready after {ready_timeout:g} s: "
-                              f"{report.health.detail}", rows[0].data)
-        return report
-    shell = shell_for_host(full_inventory(run.nornir).hosts[bastion], run.nornir.config)
-    report.kubectl = kubectl_get_nodes(shell, outcome.context)
-    if report.kubectl is None:  # no kubectl on the bastion: the same table from the API
-        report.nodes = list_nodes(opener, address, cluster.api_port, outcome.credentials)
+    if isinstance(outcome, FetchOutcome) and outcome.ready is not None:
+        report.health = outcome.ready.health
+        report.nodes = list(outcome.ready.nodes)
+        report.kubectl = outcome.ready.kubectl
     return report

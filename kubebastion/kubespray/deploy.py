@@ -17,8 +17,9 @@ from nornir.core.task import AggregatedResult
 from nornir.core.task import Result as NornirResult
 from nornir.plugins.runners import SerialRunner
 
-from kubebastion.api import ClusterHealth, cluster_health, poll_health
+from kubebastion.api import ClusterHealth, poll_health
 from kubebastion.errors import ConfigError
+from kubebastion.kubeconfig.verify import cluster_health
 from kubebastion.kubespray import applied, attach
 from kubebastion.kubespray.attach import RunningPlaybook
 from kubebastion.kubespray.bastion import BastionFacts

@@ -26,9 +26,9 @@ from nornir.core.task import Result as NornirResult
 import lab
 from kubebastion import node_ips
 from kubebastion import secrets as kb_secrets
-from kubebastion.api import cluster_health
 from kubebastion.errors import StepError
 from kubebastion.kubeconfig.certs import certificate_sans
+from kubebastion.kubeconfig.verify import cluster_health
 from kubebastion.kubespray import applied
 from kubebastion.kubespray.deploy import deploy_kubespray, settings_for
 from kubebastion.kubespray.layout import RemoteLayout

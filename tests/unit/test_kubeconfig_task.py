@@ -1,5 +1,6 @@
 """fetch-kubeconfig's local side: the bastion entry, the merge into the operator's kubeconfig
-(atomic, backed up, idempotent), the redacted diff and the tunnel's TLS name."""
+(atomic, backed up, idempotent), the redacted diff and the tunnel's TLS name; and the task
+sequence's parts (a part's failure reported in its own words)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,27 @@ from pathlib import Path
 
 import pytest
 import yaml
+from nornir.core import Nornir
+from nornir.core.inventory import Host, Hosts, Inventory
+from nornir.core.task import Result, Task
+from nornir.plugins.runners import SerialRunner
 
+from kubebastion.api import ClusterHealth
 from kubebastion.errors import StepError
 from kubebastion.kubeconfig.certs import CertificateSANs
 from kubebastion.kubeconfig.task import (
+    KUBECONFIG,
+    READY,
+    FetchOutcome,
     bastion_entry,
     merge_local,
     merged_text,
     redacted_diff,
+    run_part,
     tls_name_for_tunnel,
 )
+from kubebastion.kubeconfig.verify import ReadyReport
+from kubebastion.report import outcomes
 
 CASES = Path(__file__).parent / "cases" / "kubeconfig"
 ADMIN_V230 = (CASES / "admin_conf_v230.yaml").read_text()
@@ -86,3 +98,55 @@ def test_merge_local_keeps_the_newest_backups_of_ours_only(tmp_path: Path) -> No
                   and p.name.startswith("config."))
     assert ours == [old[-1], Path(backup)]
     assert all((tmp_path / name).exists() for name in OTHERS)
+
+
+def one_host_nornir() -> Nornir:
+    return Nornir(inventory=Inventory(hosts=Hosts({"bastion": Host("bastion")})),
+                  runner=SerialRunner())
+
+
+def test_a_part_that_raised_fails_the_task_with_its_own_message() -> None:
+    """Not Nornir's "Subtask: ... (failed)": the row says what the part said."""
+    def part(task: Task) -> Result:
+        raise StepError("no healthy control plane to take admin.conf from")
+
+    def whole(task: Task) -> Result:
+        run_part(task, part, KUBECONFIG)
+        return Result(host=task.host, result="not reached")
+
+    results = one_host_nornir().run(task=whole)
+    row, = outcomes(results)
+    assert row.status == "failed"
+    assert row.detail == "no healthy control plane to take admin.conf from"
+
+
+def test_a_part_that_failed_with_its_findings_gives_them_back() -> None:
+    health = ClusterHealth(False, "API v1, 1/2 nodes Ready (not Ready: k8s-w0)",
+                           "v1", ("k8s-m0",), ("k8s-w0",))
+
+    def part(task: Task) -> Result:
+        return Result(host=task.host, result=ReadyReport(health, timeout=5), failed=True)
+
+    def whole(task: Task) -> Result:
+        checked = run_part(task, part, READY)
+        outcome = FetchOutcome("lab", "/home/kb/.kube/config", "https://198.18.1.10:6443",
+                               "k8s-m0", "", ready=checked.result)
+        return Result(host=task.host, result=outcome, failed=checked.failed)
+
+    results = one_host_nornir().run(task=whole)
+    main = results["bastion"][0]
+    assert main.failed and main.exception is None
+    assert main.result.summary == ("nodes not Ready after 5 s: API v1, 1/2 nodes Ready "
+                                   "(not Ready: k8s-w0)")
+    data = main.result.as_dict()
+    assert data["context"] == "lab" and data["ready"]["health"]["not_ready"] == ("k8s-w0",)
+    assert "credentials" not in data and "health" not in data
+
+
+def test_fetch_outcome_summary_when_every_node_is_ready() -> None:
+    health = ClusterHealth(True, "API v1, 2/2 nodes Ready", "v1", ("k8s-m0", "k8s-w0"))
+    outcome = FetchOutcome("lab", "/home/kb/.kube/config", "https://198.18.1.10:6443",
+                           "k8s-m0", "", ready=ReadyReport(health))
+    assert outcome.summary == ("context lab in /home/kb/.kube/config -> "
+                               "https://198.18.1.10:6443; API v1, 2/2 nodes Ready")
+    assert "ready" not in FetchOutcome("lab", "p", "s", "k8s-m0", "").as_dict()
