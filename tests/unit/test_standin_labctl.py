@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -214,3 +215,38 @@ def test_record_appends_one_json_line_per_call(tmp_path: Path) -> None:
     assert [line["node"] for line in lines] == ["k8s-m0", "k8s-w0"]
     assert lines[0]["time"] <= lines[1]["time"]
     assert run_labctl("record", "--file", str(log), stdin="[1]").returncode != 0
+
+
+LISTENER = """
+import os, signal, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+s.set_inheritable(True)
+# On SIGTERM its command line changes at once but its socket stays open 2 s longer: the
+# window a real exit has too (/proc/PID/cmdline empties before the process's files close).
+signal.signal(signal.SIGTERM, lambda *_: os.execv("/bin/sleep", ["sleep", "2"]))
+signal.pause()
+"""
+
+
+def test_daemon_restart_waits_until_the_old_process_let_go_of_its_port(tmp_path: Path) -> None:
+    """Seen in the upgrade's API server restart under load: 'port 6443 is already taken'."""
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    script, watched, pidfile = tmp_path / "listen.py", tmp_path / "watched", tmp_path / "l.pid"
+    script.write_text(LISTENER)
+    watched.write_text("1")
+    args = ["daemon", f"--pidfile={pidfile}", f"--log={tmp_path / 'log'}", f"--watch={watched}",
+            f"--wait-port={port}", "--", sys.executable, str(script), str(port)]
+    try:
+        first = labctl(*args)
+        watched.write_text("2")
+        second = run_labctl(*args)
+        assert second.returncode == 0, second.stderr
+        assert json.loads(second.stdout)["pid"] != first["pid"]
+    finally:
+        run_labctl("stop", f"--pidfile={pidfile}")

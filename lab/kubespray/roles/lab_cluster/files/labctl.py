@@ -288,6 +288,15 @@ def running(pidfile: Path) -> dict[str, Any] | None:
     return rec if [c.decode() for c in cmdline] == rec.get("argv") else None
 
 
+def gone(pid: int) -> bool:
+    """True once pid has exited: no /proc entry, or a zombie (whose files are closed)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])
+
+
 def stop(pidfile: Path) -> bool:
     rec = running(pidfile)
     if rec is not None:
@@ -299,6 +308,13 @@ def stop(pidfile: Path) -> bool:
             time.sleep(0.1)
         else:
             os.kill(pid, signal.SIGKILL)
+        # An exiting process's /proc cmdline empties before its files (a listening socket)
+        # close: a restart at once found "port 6443 is already taken" (an upgrade's API
+        # server restart, under load). Wait until it has exited; kill nothing more here,
+        # since the pid may have been reused by then.
+        deadline = time.monotonic() + 10
+        while not gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
     pidfile.unlink(missing_ok=True)
     return rec is not None
 
