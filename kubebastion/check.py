@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 
 from nornir.core.task import Result, Task
 
@@ -20,9 +20,16 @@ class HostFacts:
     sudo_detail: str
     python3: str
     os_release: str
+    #: Why this host cannot take part (the task fails with them).
+    problems: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        return "; ".join(self.problems)
 
     def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {"user": self.user, "sudo": self.sudo, "sudo_detail": self.sudo_detail,
+                "python3": self.python3, "os_release": self.os_release}
 
 
 def check_command(sudo_with_password: bool) -> str:
@@ -65,8 +72,8 @@ def check_host(task: Task) -> Result:
         problems.append(f"sudo failed: {reason}")
     if not facts.python3:
         problems.append("python3 is missing (ansible needs it)")
-    return Result(host=task.host, result=facts, changed=False, failed=bool(problems),
-                  diff="; ".join(problems))
+    return Result(host=task.host, result=replace(facts, problems=tuple(problems)),
+                  changed=False, failed=bool(problems))
 
 
 def run_check(run: Run) -> list[HostOutcome]:

@@ -36,6 +36,11 @@ class EgressReport:
     egress: NodeEgress
     diagnosis: str | None
 
+    @property
+    def summary(self) -> str:
+        """The diagnosis (why the task failed), or "" when every target answered."""
+        return self.diagnosis or ""
+
     def as_dict(self) -> dict[str, object]:
         return {**self.egress.as_dict(), "diagnosis": self.diagnosis}
 
@@ -62,7 +67,7 @@ def check_egress(task: Task, cluster: Cluster, bastion: BastionEgress | None) ->
     diagnosis = diagnose(egress, bastion, cluster.bastion.private_address,
                          task.host.name)
     return Result(host=task.host, result=EgressReport(egress, diagnosis), changed=False,
-                  failed=diagnosis is not None, diff=diagnosis or "")
+                  failed=diagnosis is not None)
 
 
 def run_egress_check(run: Run) -> list[HostOutcome]:

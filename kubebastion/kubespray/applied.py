@@ -97,7 +97,7 @@ def reasons_to_run(recorded: Mapping[str, str] | None, desired: Mapping[str, str
 def complete_success(outcome: PlaybookOutcome, hosts: Collection[str]) -> bool:
     """Exit 0 and a recap line for every inventory host with failed=0 and unreachable=0: a
     playbook stopped early (or whose output was cut) never counts as done."""
-    recap = outcome.summary.recap
+    recap = outcome.parsed.recap
     return (outcome.succeeded and set(hosts) <= set(recap)
             and all(r.succeeded for r in recap.values()))
 

@@ -7,7 +7,7 @@ and memory how many hosts ansible works on at once (``kubespray.forks``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from kubebastion.errors import StepError
 from kubebastion.ssh.remote import parse_key_values, quote
@@ -52,6 +52,9 @@ class BastionFacts:
     cpus: int = 0  # nproc, 0 when unknown
     mem_total_mb: int = 0  # 0 when unknown
     mem_available_mb: int = 0  # MemAvailable: what can be used without swapping; 0: unknown
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
 
     @property
     def python_minor(self) -> str:

@@ -14,7 +14,6 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from nornir.core.task import AggregatedResult
-from nornir.core.task import Result as NornirResult
 from nornir.plugins.runners import SerialRunner
 
 from kubebastion.api import ClusterHealth, poll_health
@@ -25,8 +24,8 @@ from kubebastion.kubespray.attach import RunningPlaybook
 from kubebastion.kubespray.bastion import BastionFacts
 from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent, run_stamp
 from kubebastion.kubespray.recap import recap_rows
+from kubebastion.kubespray.results import Prepared
 from kubebastion.kubespray.settings import KubespraySettings, settings_from
-from kubebastion.kubespray.sshtrust import BastionKey
 from kubebastion.kubespray.task import (
     RUNNING,
     attach_kubespray_playbook,
@@ -37,10 +36,9 @@ from kubebastion.kubespray.task import (
     run_kubespray_playbook,
 )
 from kubebastion.node_ips import resolve_node_ips
-from kubebastion.report import CHANGED, FAILED, OK, HostOutcome, describe_exception
+from kubebastion.report import CHANGED, FAILED, OK, HostOutcome, part_outcomes
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
-from kubebastion.secrets import redact
 
 HEALTH, PLAYBOOK, AUTHORIZE, PREFLIGHT = (
     "cluster health", "playbook", "authorized_keys", "preflight")
@@ -72,31 +70,9 @@ class KubesprayReport:
                 "preflight": self.preflight.as_dict() if self.preflight else None}
 
 
-def _row(host: str, part: str, result: NornirResult) -> HostOutcome:
-    if result.failed:
-        detail = (describe_exception(result.exception) if result.exception is not None
-                  else redact(str(result.diff or "failed")))
-        return HostOutcome(host, FAILED, detail, {"part": part})
-    status = CHANGED if result.changed else OK
-    detail = str(result.diff or "")
-    if not detail and isinstance(result.result, dict):
-        detail = str(result.result.get("summary", ""))
-    return HostOutcome(host, status, redact(detail), {"part": part})
-
-
 def _rows(results: AggregatedResult, part: str | None = None) -> list[HostOutcome]:
-    """Rows of a run: the sub-results when the task has them, else the task itself."""
-    rows = []
-    for host, multi in sorted(results.items()):
-        subs = list(multi[1:])
-        if subs:
-            rows += [_row(host, r.name or "", r) for r in subs
-                     if r.failed or r.name not in ("facts", RUNNING)]
-            if multi[0].failed and not any(r.failed for r in subs):
-                rows.append(_row(host, part or multi[0].name or "", multi[0]))
-        else:
-            rows.append(_row(host, part or multi[0].name or "", multi[0]))
-    return rows
+    """Rows of a stage: one per part (the bastion's read-only helpers only when they fail)."""
+    return part_outcomes(results, part, hidden=("facts", RUNNING))
 
 
 def _with_reasons(row: HostOutcome, reasons: list[str]) -> HostOutcome:
@@ -143,20 +119,20 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
     report.rows += _rows(prepared, "prepare")
     if prepared[bastion].failed:
         return report
-    facts = prepared[bastion][0].result["facts"]
-    running: RunningPlaybook | None = prepared[bastion][0].result["running"]
-    if running is not None:
-        return _attach(run, settings, report, running, on_line, progress)
+    ready: Prepared = prepared[bastion][0].result
+    facts = ready.facts
+    if ready.running is not None:
+        return _attach(run, settings, report, ready.running, on_line, progress)
     if attach_only:
         report.rows.append(HostOutcome(bastion, OK, "no kubespray playbook runs on the "
                                        "bastion: nothing to attach to", {"part": PLAYBOOK}))
         return report
-    key: BastionKey = prepared[bastion][0].result["key"]
-    desired: dict[str, str] = prepared[bastion][0].result["desired"]
-    report.reasons = applied.reasons_to_run(prepared[bastion][0].result["recorded"], desired)
+    desired = ready.desired
+    report.reasons = applied.reasons_to_run(ready.recorded, desired)
 
     authorized = nornir.filter(filter_func=lambda h: h.name in node_names).run(
-        task=authorize_bastion_key, name=AUTHORIZE, public_key=key.public_key)
+        task=authorize_bastion_key, name=AUTHORIZE,
+        public_key=ready.key.public_key if ready.key else None)
     report.rows += _rows(authorized, AUTHORIZE)
     if authorized.failed:
         return report
@@ -264,7 +240,7 @@ def _run_preflight(run: Run, settings: KubespraySettings, facts: BastionFacts, s
     if played.failed:
         report.rows += _rows(played, PREFLIGHT)
         return False
-    changed = any(r.changed for r in outcome.summary.recap.values())
+    changed = any(r.changed for r in outcome.parsed.recap.values())
     report.rows.append(HostOutcome(bastion, CHANGED if changed else OK, outcome.recap_line(),
                                    {"part": PREFLIGHT}))
     return True

@@ -383,27 +383,34 @@ def stop_command(pid_file: str) -> str:
 
 @dataclass(frozen=True)
 class PlaybookOutcome:
-    """One playbook run: how it ended, what the recap says, where its log is."""
+    """One playbook run: how it ended, what the recap says, where its log is; for a failed
+    run, ``failure`` says why (``describe_failure``)."""
 
     exit_code: int | None
-    summary: PlaybookSummary
+    parsed: PlaybookSummary
     remote_log: str
     local_log: str
     seconds: float
     forks: Forks | None = None  # None: not known (a re-attached run)
+    failure: str = ""
 
     @property
     def succeeded(self) -> bool:
         return self.exit_code == 0
 
+    @property
+    def summary(self) -> str:
+        """The task contract's one line: why it failed, else the recap line."""
+        return self.failure or self.recap_line()
+
     def as_dict(self) -> dict[str, Any]:
         return {"exit_code": self.exit_code, "remote_log": self.remote_log,
                 "local_log": self.local_log, "seconds": round(self.seconds, 3),
                 "forks": self.forks.as_dict() if self.forks else None,
-                **self.summary.as_dict()}
+                **self.parsed.as_dict()}
 
     def recap_line(self) -> str:
-        recap = self.summary.recap
+        recap = self.parsed.recap
         changed = sum(r.changed for r in recap.values())
         forks = f"; forks {self.forks.value}: {self.forks.reason}" if self.forks else ""
         return (f"{len(recap)} hosts, {changed} changes, {self.seconds:.0f} s{forks}; "

@@ -17,10 +17,10 @@ from kubebastion.secrets import redact
 
 def recap_rows(outcome: PlaybookOutcome, nodes: Sequence[str], part: str) -> list[HostOutcome]:
     """One row per node in the recap: its counts, or the task that stopped it and why."""
-    failures = {f.host: f for f in outcome.summary.decisive_failures()}
+    failures = {f.host: f for f in outcome.parsed.decisive_failures()}
     rows = []
     for name in nodes:
-        recap = outcome.summary.recap.get(name)
+        recap = outcome.parsed.recap.get(name)
         if recap is None:
             continue
         data: dict[str, object] = {"part": part, "recap": asdict(recap)}

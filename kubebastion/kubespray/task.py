@@ -4,7 +4,8 @@ On the bastion, ``prepare_kubespray`` runs one sub-task per part: the checkout, 
 the inventory, the bastion's SSH key and the nodes' host keys. On every node,
 ``authorize_bastion_key`` lets that key in. ``run_kubespray_playbook`` then runs
 ``cluster.yml`` on the bastion. ``kubebastion.kubespray.deploy`` chains them and skips the
-playbook when the cluster is already healthy.
+playbook when the cluster is already healthy. Each returns the task contract's result (see
+``kubespray.results`` and docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -37,6 +38,16 @@ from kubebastion.kubespray.inventory import (
 from kubebastion.kubespray.layout import RemoteLayout
 from kubebastion.kubespray.options import PlaybookOptions
 from kubebastion.kubespray.python import python_problems
+from kubebastion.kubespray.results import (
+    Authorized,
+    KeyState,
+    Prepared,
+    PythonCheck,
+    RemoteFile,
+    Running,
+    SourceState,
+    VenvState,
+)
 from kubebastion.kubespray.settings import (
     DEFAULT_PYTHON,
     GitSource,
@@ -47,7 +58,6 @@ from kubebastion.kubespray.settings import (
 )
 from kubebastion.kubespray.sshtrust import (
     KEY_FILE,
-    BastionKey,
     authorize_command,
     bastion_key_command,
     known_hosts_text,
@@ -89,11 +99,9 @@ def check_bastion_python(task: Task, settings: KubespraySettings) -> Result:
     """Preflight: the bastion's chosen Python can build this kubespray's venv (read-only,
     so it runs before anything is cloned or uploaded)."""
     facts: BastionFacts = gather_bastion_facts(task, settings.python).result
-    problems = python_problems(facts, settings.python, _version_label(settings))
-    summary = f"{settings.python}: Python {facts.python or 'missing'}"
-    return Result(host=task.host, failed=bool(problems), diff="; ".join(problems),
-                  result={"python": facts.python, "interpreter": settings.python,
-                          "summary": summary})
+    check = PythonCheck(settings.python, facts.python,
+                        tuple(python_problems(facts, settings.python, _version_label(settings))))
+    return Result(host=task.host, failed=bool(check.problems), result=check)
 
 
 def ensure_kubespray_source(task: Task, settings: KubespraySettings,
@@ -104,9 +112,8 @@ def ensure_kubespray_source(task: Task, settings: KubespraySettings,
     wanted = src.wanted_marker(settings.source)
     exists, current = src.parse_marker_output(run(shell, src.marker_command(checkout)).stdout)
     if current == wanted:
-        return Result(host=task.host, result={"version": wanted.label,
-                                              "identity": wanted.identity,
-                                              "summary": f"{wanted.label} already there"})
+        return Result(host=task.host, result=SourceState(
+            wanted.label, wanted.identity, f"{wanted.label} already there"))
     source = settings.source
     if isinstance(source, GitSource):
         if not facts.git:
@@ -119,12 +126,13 @@ def ensure_kubespray_source(task: Task, settings: KubespraySettings,
         was = current.label if current else "an unmarked folder"
         action += f", replacing {was} (kept as {checkout}.previous)"
     if task.is_dry_run():
-        return Result(host=task.host, changed=True, diff=f"would {action}")
+        return Result(host=task.host, changed=True, diff=f"would {action}",
+                      result=SourceState(wanted.label, "", "not there yet"))
     with activity(f"putting kubespray into {checkout}.kubebastion-new",
                   f"the next run puts it there again ({checkout} in use was not touched)"):
         _put_source(shell, source, checkout, wanted, task.host.name)
     return Result(host=task.host, changed=True,
-                  result={"version": wanted.label, "identity": wanted.identity},
+                  result=SourceState(wanted.label, wanted.identity),
                   diff=action.replace("git clone", "cloned", 1).replace("upload ", "uploaded ", 1))
 
 
@@ -168,7 +176,7 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
     requirements = _wanted_requirements(shell, settings, layout)
     if requirements is None:
         if task.is_dry_run():
-            return Result(host=task.host, changed=True,
+            return Result(host=task.host, changed=True, result=VenvState(""),
                           diff=f"would build {layout.venv} once the checkout is there")
         raise StepError(f"{layout.checkout}/requirements.txt is missing on the bastion")
     wanted = hashlib.sha256(requirements).hexdigest()
@@ -180,9 +188,8 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
         if not task.is_dry_run():
             run(shell, venvs.cleanup_command(state.leftovers), timeout=_UPLOAD_TIMEOUT)
     if state.built_from == wanted and state.has_ansible and state.made_by(facts.python):
-        return Result(host=task.host, changed=bool(cleaned), diff=cleaned, result={
-            "requirements": wanted[:12], "requirements_sha256": wanted,
-            "summary": f"built from these requirements (sha256 {wanted[:12]})"})
+        return Result(host=task.host, changed=bool(cleaned), diff=cleaned, result=VenvState(
+            wanted, f"built from these requirements (sha256 {wanted[:12]})"))
     venvs.check_replaceable(state, layout.venv)
     origin = (f"the wheelhouse {settings.wheelhouse}" if settings.wheelhouse else "PyPI")
     build_id = f"{wanted[:12]}-{secrets.token_hex(3)}"
@@ -193,7 +200,7 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
               f"{layout.venv} -> {build}")
     notes = [cleaned] if cleaned else []
     if task.is_dry_run():
-        return Result(host=task.host, changed=True,
+        return Result(host=task.host, changed=True, result=VenvState(""),
                       diff="; ".join([*notes, f"would {action}"]))
     find_links, uv, no_uv, sent = None, None, "kubespray uv: false in the inventory", ""
     if settings.wheelhouse is not None:
@@ -213,8 +220,7 @@ def ensure_kubespray_venv(task: Task, settings: KubespraySettings,
                         f"{venvs.explain_build_failure(result.stderr + result.stdout)}")
     installer = venvs.parse_installer(result.stdout, uv, no_uv)
     return Result(host=task.host, changed=True,
-                  result={"requirements": wanted[:12], "requirements_sha256": wanted,
-                          "installer": installer.as_dict(), "wheelhouse": sent},
+                  result=VenvState(wanted, installer=installer.as_dict(), wheelhouse=sent),
                   diff="; ".join([*notes, *([sent] if sent else []),
                                   f"built {layout.venv} from {origin} with {installer.name} "
                                   f"({installer.reason})"]))
@@ -263,8 +269,7 @@ def ensure_kubespray_inventory(task: Task, settings: KubespraySettings, facts: B
             diffs.append(diff)
             write_file(shell, path, text.encode(), mode=0o644, dry_run=task.is_dry_run())
     return Result(host=task.host, changed=bool(diffs), diff="".join(diffs),
-                  result={"inventory": f"{folder}/hosts.yaml",
-                          "summary": f"{folder} up to date"})
+                  result=RemoteFile(f"{folder}/hosts.yaml", f"{folder} up to date"))
 
 
 def ensure_bastion_ssh_key(task: Task, facts: BastionFacts, comment: str) -> Result:
@@ -277,10 +282,10 @@ def ensure_bastion_ssh_key(task: Task, facts: BastionFacts, comment: str) -> Res
         raise StepError(f"{key_path} on the bastion needs a passphrase, which ansible "
                         "cannot type: give it none, or move it away so kubebastion makes one")
     if key.state == "missing":
-        return Result(host=task.host, changed=True, result={"key": key},
+        return Result(host=task.host, changed=True, result=KeyState(key),
                       diff=f"would create {key_path} (ssh-keygen -t ed25519 -N '')")
     return Result(host=task.host, changed=key.created,
-                  result={"key": key, "summary": f"{key_path} exists"},
+                  result=KeyState(key, f"{key_path} exists"),
                   diff=f"created {key_path}" if key.created else "")
 
 
@@ -307,7 +312,7 @@ def ensure_node_host_keys(task: Task, settings: KubespraySettings, facts: Bastio
     if diff:
         write_file(shell, path, text.encode(), mode=0o644, dry_run=task.is_dry_run())
     return Result(host=task.host, changed=bool(diff), diff=diff,
-                  result={"file": path, "summary": f"{path} up to date"})
+                  result=RemoteFile(path, f"{path} up to date"))
 
 
 def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
@@ -319,38 +324,35 @@ def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
     problems = python_problems(facts, settings.python, _version_label(settings))
     if problems:  # before anything is cloned or uploaded
         raise StepError("; ".join(problems))
-    running = task.run(task=find_running_playbook, name=RUNNING, settings=settings,
-                       facts=facts).result["running"]
-    if running is not None:  # it uses the checkout and venv: change nothing under it
-        return Result(host=task.host, result={"facts": facts, "key": None,
-                                              "running": running})
-    source = task.run(task=ensure_kubespray_source, name=SOURCE, settings=settings,
-                      facts=facts)[0].result
-    venv = task.run(task=ensure_kubespray_venv, name=VENV, settings=settings,
-                    facts=facts)[0].result or {}
+    running: Running = task.run(task=find_running_playbook, name=RUNNING, settings=settings,
+                                facts=facts).result
+    if running.running is not None:  # it uses the checkout and venv: change nothing under it
+        return Result(host=task.host, result=Prepared(facts, running=running.running))
+    source: SourceState = task.run(task=ensure_kubespray_source, name=SOURCE,
+                                   settings=settings, facts=facts).result
+    venv: VenvState = task.run(task=ensure_kubespray_venv, name=VENV, settings=settings,
+                               facts=facts).result
     task.run(task=ensure_kubespray_inventory, name=INVENTORY, settings=settings, facts=facts,
              cluster=cluster)
-    key: BastionKey = task.run(task=ensure_bastion_ssh_key, name=SSH_KEY, facts=facts,
-                               comment=f"kubebastion@{cluster.bastion.name}").result["key"]
+    key: KeyState = task.run(task=ensure_bastion_ssh_key, name=SSH_KEY, facts=facts,
+                             comment=f"kubebastion@{cluster.bastion.name}").result
     task.run(task=ensure_node_host_keys, name=KNOWN_HOSTS, settings=settings, facts=facts,
              cluster=cluster, operator_known_hosts=operator_known_hosts)
     layout = RemoteLayout.of(settings, facts.home)
     desired = applied.desired_state(
-        source_identity=(source or {}).get("identity", ""),
-        requirements_sha256=venv.get("requirements_sha256", ""),
+        source_identity=source.identity, requirements_sha256=venv.requirements_sha256,
         inventory=render_kubespray_inventory(cluster), kubespray_vars=cluster.kubespray_vars,
         api=f"{cluster.api_address or ''}:{cluster.api_port}", checkout=layout.checkout,
         extra_vars=settings.playbook.extra_vars)
     recorded = applied.parse_record(read_file(
         shell_for(task), applied.record_path(layout.logs, cluster.name)))
-    return Result(host=task.host, result={"facts": facts, "key": key, "desired": desired,
-                                          "recorded": recorded, "running": None})
+    return Result(host=task.host, result=Prepared(facts, key.key, None, desired, recorded))
 
 
 def authorize_bastion_key(task: Task, public_key: str | None) -> Result:
     """The bastion's key in this node's authorized_keys, appended once."""
     if public_key is None:  # dry run, and the bastion has no key yet
-        return Result(host=task.host, changed=True,
+        return Result(host=task.host, changed=True, result=Authorized("not authorized yet"),
                       diff="would authorize the bastion's new key")
     output = run(shell_for(task), authorize_command(public_key, task.is_dry_run()))
     state = output.stdout.strip().splitlines()[-1] if output.stdout.strip() else ""
@@ -359,7 +361,7 @@ def authorize_bastion_key(task: Task, public_key: str | None) -> Result:
     diff = {"added": "authorized the bastion's key",
             "absent": "would authorize the bastion's key"}.get(state, "")
     return Result(host=task.host, changed=state != "present", diff=diff,
-                  result={"summary": "the bastion's key is authorized"})
+                  result=Authorized() if state != "absent" else Authorized("not authorized yet"))
 
 
 def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Cluster,
@@ -412,7 +414,7 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
         theirs = attach.holder_log(streamed.output)
         detail = pb.describe_failure(pb.PlaybookSummary(), pb.LOCKED_CODE,
                                      f"{theirs} (bastion)" if theirs else "", settings.timeout)
-        return Result(host=task.host, changed=False, failed=True, diff=detail)
+        raise StepError(detail)
     _copy_log(shell, paths.log, local_log)
     return _outcome(task, streamed.exit_code, streamed.output, paths.log, local_log,
                     time.monotonic() - started, settings.timeout, forks)
@@ -424,9 +426,7 @@ def find_running_playbook(task: Task, settings: KubespraySettings,
     layout = RemoteLayout.of(settings, facts.home)
     paths = pb.playbook_paths(layout.checkout, layout.venv, layout.logs, "")
     found = attach.parse_running(run(shell_for(task), attach.running_command(paths)).stdout)
-    summary = "no playbook running" if found is None else (
-        f"a playbook runs (pid {found.pid}, log {found.log})")
-    return Result(host=task.host, result={"running": found, "summary": summary})
+    return Result(host=task.host, result=Running(found))
 
 
 def attach_kubespray_playbook(task: Task, settings: KubespraySettings,
@@ -484,13 +484,15 @@ def _stream_to_log(shell: HostShell, script: str, local_log: Path, timeout: floa
 def _outcome(task: Task, exit_code: int | None, output: str, remote_log: str,
              local_log: Path, seconds: float, timeout: float,
              forks: Forks | None = None) -> Result:
-    outcome = pb.PlaybookOutcome(exit_code, pb.parse_playbook_output(output), remote_log,
-                                 str(local_log), seconds, forks)
-    if not outcome.succeeded:
-        detail = pb.describe_failure(outcome.summary, outcome.exit_code,
-                                     f"{remote_log} (bastion), {local_log}", timeout)
-        return Result(host=task.host, changed=True, failed=True, result=outcome, diff=detail)
-    return Result(host=task.host, changed=True, result=outcome, diff=outcome.recap_line())
+    """The playbook's Result: changed (it ran), its recap line as the diff; failed with
+    ``describe_failure``'s message in the outcome when it did not succeed."""
+    parsed = pb.parse_playbook_output(output)
+    failure = "" if exit_code == 0 else pb.describe_failure(
+        parsed, exit_code, f"{remote_log} (bastion), {local_log}", timeout)
+    outcome = pb.PlaybookOutcome(exit_code, parsed, remote_log, str(local_log), seconds,
+                                 forks, failure)
+    return Result(host=task.host, changed=True, failed=not outcome.succeeded, result=outcome,
+                  diff=outcome.recap_line())
 
 
 def record_applied(task: Task, settings: KubespraySettings, cluster: Cluster,
@@ -498,7 +500,8 @@ def record_applied(task: Task, settings: KubespraySettings, cluster: Cluster,
     """After a complete successful run: what it was made from, written atomically."""
     path = applied.record_path(RemoteLayout.of(settings, facts.home).logs, cluster.name)
     write_file(shell_for(task), path, applied.record_text(desired).encode(), mode=0o644)
-    return Result(host=task.host, result=path)
+    return Result(host=task.host, changed=True, diff=f"recorded this run in {path}",
+                  result=RemoteFile(path, f"{path} written"))
 
 
 def _copy_log(shell: HostShell, remote: str, local: Path) -> None:

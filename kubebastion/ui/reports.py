@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from kubebastion.egress.diagnose import nat_fixes
-from kubebastion.report import FAILED, HostOutcome
+from kubebastion.report import CHANGED, FAILED, HostOutcome
 from kubebastion.ui.console import node_table, outcome_table
 
 if TYPE_CHECKING:  # the fetch step's modules load only when it runs (`--list` stays quick)
@@ -47,8 +47,8 @@ def show_nat(console: Console, rows: Sequence[HostOutcome]) -> None:
     """The NAT table, then each bastion's planned or applied changes in full."""
     console.print(outcome_table("nat", _summarised(rows, "summary"),
                                 ["uplink", "private_cidr", "forward_jump"]))
-    for row in rows:
-        if row.status != FAILED and row.detail:
+    for row in rows:  # a changed row's detail is its diff (an unchanged one's: its summary)
+        if row.status == CHANGED and row.detail:
             console.print(row.detail, markup=False, highlight=False, soft_wrap=True)
 
 

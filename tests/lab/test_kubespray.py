@@ -381,8 +381,8 @@ def test_ansible_refuses_a_node_whose_host_key_is_not_the_verified_one(
             "ssh -O exit -o ControlPath=\"$s\" lab 2>/dev/null; done; true")
     outcome = run_playbook_task(config, "hostkey-test")
     assert outcome.failed
-    assert victim.name in outcome.result.summary.failed_hosts
-    failure = next(f for f in outcome.result.summary.decisive_failures()
+    assert victim.name in outcome.result.parsed.failed_hosts
+    failure = next(f for f in outcome.result.parsed.decisive_failures()
                    if f.host == victim.name)
     log = Path(outcome.result.local_log).read_text()
     assert failure.unreachable and "Host key verification failed" in failure.message, log

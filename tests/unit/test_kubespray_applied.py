@@ -71,7 +71,7 @@ def test_only_a_full_clean_recap_counts_as_success() -> None:
     assert not applied.complete_success(outcome(0, RECAP.format(failed=0)),
                                         [*hosts, "k8s-w1"])  # a host missing from it
     unreachable = outcome(0, RECAP.format(failed=0))
-    unreachable.summary.recap["k8s-w0"] = HostRecap(ok=1, unreachable=1)
+    unreachable.parsed.recap["k8s-w0"] = HostRecap(ok=1, unreachable=1)
     assert not applied.complete_success(unreachable, hosts)
 
 

@@ -37,5 +37,5 @@ def test_real_ip_assertion_names_the_host_the_task_and_its_message() -> None:
     assert failed.status == "failed" and failed.data["task"] == task
     assert failed.data["message"].endswith("do not contain '198.18.1.250'")
     assert failed.detail.startswith(f"failed at task [{task}]: IPv4: '['198.18.1.101']'")
-    text = describe_failure(ran.summary, 2, "/r.log", 60)
+    text = describe_failure(ran.parsed, 2, "/r.log", 60)
     assert f"k8s-w1 failed at task [{task}]" in text
