@@ -7,8 +7,12 @@ The Nornir task functions are the public API: build your own Nornir, let
     cluster = prepare_nornir(nr)
     nr.filter(name=cluster.bastion.name).run(task=configure_nat, cluster=cluster)
 
-The whole flow is ``kubebastion.deploy.deploy(build_run(...))``. Names are imported on
-first use (PEP 562), so a command that needs one step does not pay for all of them.
+``prepare_nornir`` writes what the tasks need into that Nornir object only (nothing
+process-wide), so two runs in one process never share connections or locks. The whole
+flow is ``with build_run(...) as run: kubebastion.deploy.deploy(run)`` (the ``with``
+closes the run's connections). The task contract: docs/architecture.md. Names are
+imported on first use (PEP 562), so a command that needs one step does not pay for all
+of them.
 """
 
 from __future__ import annotations

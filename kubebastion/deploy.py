@@ -21,12 +21,21 @@ from kubebastion.egress.task import run_egress_check
 from kubebastion.errors import ConfigError, KubeBastionError
 from kubebastion.interrupt import set_stage
 from kubebastion.kubeconfig.task import run_fetch_kubeconfig
-from kubebastion.kubespray.deploy import KubesprayReport, deploy_kubespray
+from kubebastion.kubespray.deploy import KubesprayReport, deploy_kubespray, settings_for
 from kubebastion.kubespray.playbook import ProgressEvent
 from kubebastion.kubespray.settings import KubespraySettings
+from kubebastion.kubespray.task import check_bastion_python
 from kubebastion.nat.task import run_nat
 from kubebastion.node_ips import resolve_node_ips
-from kubebastion.report import CHANGED, FAILED, OK, SKIPPED, HostOutcome, describe_exception
+from kubebastion.report import (
+    CHANGED,
+    FAILED,
+    OK,
+    SKIPPED,
+    HostOutcome,
+    describe_exception,
+    outcomes,
+)
 from kubebastion.runlock import cluster_lock
 from kubebastion.runtime import Run
 
@@ -136,10 +145,6 @@ def _preflight(run: Run, options: DeployOptions) -> StepReport:
     """Every host: login, sudo, python3. With the kubespray step ahead, also the bastion's
     Python for kubespray's venv, so a bastion that cannot run this kubespray stops here,
     before anything is cloned or uploaded."""
-    from kubebastion.kubespray.deploy import settings_for
-    from kubebastion.kubespray.task import check_bastion_python
-    from kubebastion.report import outcomes
-
     rows = outcomes(run.nornir.run(task=check_host, name=PREFLIGHT))
     try:  # kubespray's ip of nodes given by name, read from them (stops here if it cannot)
         resolve_node_ips(run)
@@ -154,8 +159,6 @@ def _preflight(run: Run, options: DeployOptions) -> StepReport:
 
 def _kubespray_step(run: Run, options: DeployOptions,
                     progress: Callable[[ProgressEvent], None] | None) -> StepReport:
-    from kubebastion.kubespray.deploy import settings_for
-
     settings = options.kubespray or settings_for(run)
     report: KubesprayReport = deploy_kubespray(run, settings, progress=progress)
     extra: dict[str, Any] = {}

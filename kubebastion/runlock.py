@@ -13,8 +13,10 @@ is gone. The holder writes who it is (operator host and user, pid, task, since w
 the lock file, where a loser reads it. The file lives in the bastion user's home, so runs
 that log into the bastion as different users do not see each other's lock.
 
-Nested uses in one process (``deploy`` calls the nat step, which also locks) share the
-outer lock; a dry run takes none (it changes nothing).
+Nested uses in one run (``deploy`` calls the nat step, which also locks) share the outer
+lock; another run, in this process or another, waits its turn like any other (the locks a
+run holds are part of the run: ``kubebastion.runstate``). A dry run takes none (it changes
+nothing).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from datetime import UTC, datetime
 import paramiko
 
 from kubebastion.errors import RunLockedError, SSHError
+from kubebastion.runstate import LOCKS, run_state
 from kubebastion.runtime import Run
 from kubebastion.ssh.channel_send import eof_unless_closed
 from kubebastion.ssh.remote import quote
@@ -184,20 +187,17 @@ class _HeldLock:
         self._channel.close()
 
 
-#: Locks this process holds, as (bastion, cluster).
-_HELD: set[tuple[str, str]] = set()
-
-
 @contextlib.contextmanager
 def cluster_lock(run: Run, task: str) -> Iterator[None]:
     """Hold the cluster's lock on the bastion for the block (no-op in a dry run, or when
-    this process already holds it). Raises ``RunLockedError`` when another run has it."""
+    this run already holds it). Raises ``RunLockedError`` when another run has it."""
     if run.nornir.data.dry_run:
         yield
         return
     cluster, bastion = run.cluster.name, run.cluster.bastion.name
     key = (bastion, cluster)
-    if key in _HELD:
+    held_by_run: set[tuple[str, str]] = run_state(run.nornir.config, LOCKS, set)
+    if key in held_by_run:
         yield
         return
     host = run.nornir.inventory.hosts[bastion]
@@ -214,9 +214,9 @@ def cluster_lock(run: Run, task: str) -> Iterator[None]:
     except BaseException:
         held.release()
         raise
-    _HELD.add(key)
+    held_by_run.add(key)
     try:
         yield
     finally:
-        _HELD.discard(key)
+        held_by_run.discard(key)
         held.release()

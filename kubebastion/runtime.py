@@ -1,12 +1,14 @@
 """From a Nornir config file to a ready run: Nornir object, validated cluster, SSH wiring.
 
-Everything here happens before any SSH, so a bad inventory costs nothing.
+Everything here happens before any SSH, so a bad inventory costs nothing. What a run
+needs later travels with it (``kubebastion.runstate``): nothing here is process-wide.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import yaml
@@ -14,14 +16,14 @@ from nornir import InitNornir
 from nornir.core import Nornir
 from nornir.core.configuration import LoggingConfig
 from nornir.core.inventory import ConnectionOptions, Inventory
-from nornir.core.state import GlobalState
 
 from kubebastion.atomic_file import touch_private
 from kubebastion.cluster import Cluster, RawHost, build_cluster
 from kubebastion.errors import ConfigError
 from kubebastion.inventory_files import FILE_OPTIONS, InventoryFiles, check_simple_inventory
+from kubebastion.runstate import INVENTORY
 from kubebastion.secrets import install_log_redaction
-from kubebastion.ssh.connection import CONNECTION_NAME, POOL
+from kubebastion.ssh.connection import CONNECTION_NAME, pool_of
 from kubebastion.ssh.settings import SSHSettings
 
 #: What ``InitNornir`` accepts at the top of a config (``Config.from_dict``'s arguments).
@@ -30,15 +32,24 @@ _CONFIG_SECTIONS = ("inventory", "ssh", "logging", "core", "runner", "user_defin
 
 @dataclass
 class Run:
-    """What every task needs: the Nornir object and the cluster it describes."""
+    """What every task needs: the Nornir object and the cluster it describes. A context
+    manager: ``with build_run(path) as run:`` closes the run's connections at the end."""
 
     nornir: Nornir
     cluster: Cluster
     config_path: Path
 
     def close(self) -> None:
-        POOL.close_all()
+        """Close every connection this run opened (only this run's: see ``runstate``)."""
+        pool_of(self.nornir.config).close_all()
         self.nornir.close_connections(on_good=True, on_failed=True)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
 
 
 def load_config(config_path: Path) -> dict[str, Any]:
@@ -123,25 +134,22 @@ def _private_log_file(settings: dict[str, Any]) -> None:
 
 def prepare_nornir(nornir: Nornir) -> Cluster:
     """Validate a Nornir object built elsewhere (your own ``InitNornir``) and wire its SSH
-    (jump host, host names) for kubebastion's tasks; returns the cluster they take."""
+    (jump host, host names) for kubebastion's tasks; returns the cluster they take. All
+    of it is written into that Nornir object (its hosts' connection options, its run
+    state), none of it into this process: prepare it before filtering it."""
     install_log_redaction()
     cluster = build_cluster(raw_hosts(nornir), dict(nornir.inventory.defaults.data))
     _wire_connections(nornir, cluster)
-    _FULL_INVENTORIES[id(nornir.data)] = (nornir.data, nornir.inventory)
+    # A step running on the bastion also reads a control plane: the whole inventory
+    # stays reachable from every filtered copy (they share the config).
+    nornir.config.user_defined[INVENTORY] = nornir.inventory
     return cluster
 
 
-#: The whole inventory behind every filtered copy of a prepared Nornir object (copies
-#: share their ``data``): a step running on the bastion also reads a control plane.
-_FULL_INVENTORIES: dict[int, tuple[GlobalState, Inventory]] = {}
-
-
 def full_inventory(nornir: Nornir) -> Inventory:
-    """The unfiltered inventory of ``nornir`` (itself, if it was never prepared)."""
-    entry = _FULL_INVENTORIES.get(id(nornir.data))
-    if entry is not None and entry[0] is nornir.data:
-        return entry[1]
-    return nornir.inventory
+    """The unfiltered inventory of ``nornir``'s run (its own, if it was never prepared)."""
+    inventory = nornir.config.user_defined.get(INVENTORY)
+    return inventory if isinstance(inventory, Inventory) else nornir.inventory
 
 
 def _wire_connections(nornir: Nornir, cluster: Cluster) -> None:

@@ -4,7 +4,8 @@ Nodes behind the bastion are reached over ``direct-tcpip`` channels of one share
 connection to the bastion (channels, not a new login per node: the bastion's sshd
 ``MaxStartups`` would drop logins at scale). That shared connection is also the bastion's
 own connection, so every host sees exactly one login. Connections are reference counted
-and the bastion's closes last.
+and the bastion's closes last. The pool belongs to the run (``pool_of``): two runs in one
+process share no connection, and closing one leaves the other's open.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from kubebastion.errors import (
     HostKeyChangedError,
     SSHError,
 )
+from kubebastion.runstate import CONNECTIONS, run_state
 from kubebastion.ssh.hostkeys import (
     AcceptUnknownHostKey,
     RefuseUnknownHostKey,
@@ -114,7 +116,9 @@ class ConnectionPool:
             return len(self._entries)
 
 
-POOL = ConnectionPool()
+def pool_of(configuration: NornirConfig) -> ConnectionPool:
+    """The pool of the run whose Nornir config this is (see ``kubebastion.runstate``)."""
+    return run_state(configuration, CONNECTIONS, ConnectionPool)
 
 
 def _close_quietly(connection: fabric.Connection | None) -> None:
@@ -246,6 +250,7 @@ class FabricConnection:
 
     def __init__(self) -> None:
         self.connection: fabric.Connection | None = None
+        self._pool = ConnectionPool()
         self._endpoint: Endpoint | None = None
         self._gateway: Endpoint | None = None
 
@@ -260,12 +265,15 @@ class FabricConnection:
         configuration: NornirConfig | None = None,
     ) -> None:
         extras = dict(extras or {})
+        if configuration is not None:  # Nornir always passes it; a bare open() keeps its own
+            self._pool = pool_of(configuration)
+        pool = self._pool
         gateway_info: dict[str, Any] | None = extras.pop("gateway", None)
         host_name = str(extras.pop("host_name", hostname))
         settings = SSHSettings.from_extras(extras)
         endpoint = Endpoint(str(hostname), int(port or 22), str(username or ""))
         if gateway_info is None:
-            self.connection = POOL.acquire(
+            self.connection = pool.acquire(
                 endpoint, lambda: connect(endpoint, settings, host_name)
             )
             self._endpoint = endpoint
@@ -276,7 +284,7 @@ class FabricConnection:
             str(gateway_info.get("username") or username or ""),
         )
         gateway_name = str(gateway_info.get("name", gateway.hostname))
-        gateway_conn = POOL.acquire(
+        gateway_conn = pool.acquire(
             gateway, lambda: connect(gateway, settings, gateway_name)
         )
         self._gateway = gateway
@@ -297,18 +305,18 @@ class FabricConnection:
             # Keyed apart from a direct login to the same address.
             tunneled = Endpoint(f"{endpoint.hostname}@via:{gateway.hostname}",
                                 endpoint.port, endpoint.username)
-            self.connection = POOL.acquire(tunneled, via_gateway)
+            self.connection = pool.acquire(tunneled, via_gateway)
             self._endpoint = tunneled
         except BaseException:
-            POOL.release(gateway)
+            pool.release(gateway)
             self._gateway = None
             raise
 
     def close(self) -> None:
         if self._endpoint is not None:
-            POOL.release(self._endpoint)
+            self._pool.release(self._endpoint)
             self._endpoint = None
         if self._gateway is not None:
-            POOL.release(self._gateway)
+            self._pool.release(self._gateway)
             self._gateway = None
         self.connection = None

@@ -25,7 +25,7 @@ import lab
 from kubebastion.api import bastion_opener
 from kubebastion.runtime import Run, build_run
 from kubebastion.ssh import remote
-from kubebastion.ssh.connection import POOL
+from kubebastion.ssh.connection import pool_of
 from kubebastion.ssh.shell import HostShell, shell_for_host
 from tests.lab.helpers import invoke_kubespray, write_config
 
@@ -44,7 +44,7 @@ def run(lab_env: lab.LabState, tmp_path_factory: pytest.TempPathFactory) -> Iter
     run.close()
     # Every connection opened, also by threads racing to open the first tunnel, is
     # released: a leaked reference kept a failed endpoint's error for later runs.
-    assert POOL.open_count() == 0, "connections leaked from the pool"
+    assert pool_of(run.nornir.config).open_count() == 0, "connections leaked from the pool"
 
 
 def shells(run: Run) -> list[HostShell]:

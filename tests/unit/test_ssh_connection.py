@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nornir.core import Nornir
+from nornir.core.inventory import Defaults, Groups, Hosts, Inventory
 
 from kubebastion.errors import SSHError
-from kubebastion.ssh.connection import ConnectionPool, connect
+from kubebastion.ssh.connection import ConnectionPool, connect, pool_of
 from kubebastion.ssh.settings import Endpoint, SSHSettings
 
 BASTION = Endpoint("198.18.0.2", 22, "ops")
@@ -107,3 +109,13 @@ def test_a_peer_that_says_nothing_is_a_banner_timeout(tmp_path: Path) -> None:
     finally:
         ours.close()
         theirs.close()
+
+
+def empty_nornir() -> Nornir:
+    return Nornir(inventory=Inventory(hosts=Hosts(), groups=Groups(), defaults=Defaults()))
+
+
+def test_each_run_has_its_own_pool_shared_by_its_filtered_copies() -> None:
+    first, second = empty_nornir(), empty_nornir()
+    assert pool_of(first.config) is pool_of(first.filter(filter_func=lambda h: True).config)
+    assert pool_of(first.config) is not pool_of(second.config)
