@@ -64,11 +64,8 @@ def opened_run(config: str, *, dry_run: bool = False, ask_sudo_password: bool = 
     connection is closed at the end, whatever happened."""
     if ask_sudo_password:
         secrets.prompt_sudo_password()
-    run = build_run(config, dry_run=dry_run)
-    try:
+    with build_run(config, dry_run=dry_run) as run:
         yield run
-    finally:
-        run.close()
 
 
 def finish(document: Any, as_json: bool, show: Callable[[], None],
