@@ -1,10 +1,11 @@
 """Writing a kubeconfig on a remote host without ever losing or tearing it.
 
 The merge happens here (PyYAML need not exist on the bastion); the remote side only
-commits: under ``flock`` it checks that the file is still the one we merged into
-(compare-and-swap on its checksum), keeps a timestamped backup, fsyncs the staged copy
-and renames it over the target. A concurrent run that changed the file in between makes
-us re-read and merge again, so two runs serialize and neither loses the other's entry.
+commits, with ``ssh.remote.write_files``' one install script: under ``flock`` it checks
+that the file is still the one we merged into (compare-and-swap on its checksum), keeps a
+timestamped backup, fsyncs the staged copy and renames it over the target. A concurrent
+run that changed the file in between makes us re-read and merge again, so two runs
+serialize and neither loses the other's entry.
 A writer killed at any point leaves the old or the new complete file.
 """
 
@@ -12,21 +13,25 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets as _random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from kubebastion.atomic_file import BACKUP_MARK, backup_suffix
+from kubebastion.atomic_file import BACKUP_MARK
 from kubebastion.errors import RemoteCommandError, StepError
-from kubebastion.ssh.remote import quote, read_file, run
+from kubebastion.ssh.remote import (
+    CONFLICT_EXIT,
+    MISSING,
+    FileWrite,
+    quote,
+    read_file,
+    run,
+    write_files,
+)
 from kubebastion.ssh.shell import HostShell
 
-MISSING = "missing"
-CONFLICT_EXIT = 75
 #: Test hook: seconds the committer sleeps before its rename (to kill it mid-write).
 PAUSE_ENV = "KUBEBASTION_TEST_PAUSE_BEFORE_RENAME"
-STAGE_PREFIX = ".config.kubebastion-stage-"
 #: How many of our backups of a kubeconfig are kept (each holds admin credentials).
 DEFAULT_KEEP_BACKUPS = 5
 
@@ -57,36 +62,27 @@ def read_text(shell: HostShell, path: str) -> RemoteText:
     return RemoteText(path, data.decode(), hashlib.sha256(data).hexdigest())
 
 
-def commit_script(target: str, staged: str, expected_sha256: str, backup: str,
-                  pause_seconds: float | None = None,
-                  keep_backups: int = DEFAULT_KEEP_BACKUPS) -> str:
-    """Under the lock: check, back up, fsync, rename, fsync the directory, then remove
-    all but the ``keep_backups`` newest of our backups (named ``<target>.kubebastion-
-    backup-<UTC stamp>``: they sort by time; nobody else's files match)."""
-    directory = str(PurePosixPath(target).parent)
+def lock_path(target: str) -> str:
+    """The committers' flock file beside the kubeconfig (never removed: see atomic_file)."""
+    return f"{PurePosixPath(target).parent}/.config.kubebastion.lock"
+
+
+def kubeconfig_write(current: RemoteText, new_text: str) -> FileWrite:
+    """The commit of ``new_text`` over ``current``: 0600 in a 0700 folder, the old file
+    backed up, and only if the file still is the one that was read (compare-and-swap)."""
+    return FileWrite(current.path, new_text.encode(), 0o600, backup=True, folder_mode=0o700,
+                     expected_sha256=current.sha256)
+
+
+def prune_command(target: str, keep_backups: int = DEFAULT_KEEP_BACKUPS) -> str:
+    """Remove all but the ``keep_backups`` newest of our backups of ``target`` (named
+    ``<target>.kubebastion-backup-<UTC stamp>``: they sort by time; nobody else's files
+    match)."""
+    directory = quote(str(PurePosixPath(target).parent))
     ours = quote(f"{PurePosixPath(target).name}.{BACKUP_MARK}[0-9]*Z")
-    t, s, d = quote(target), quote(staged), quote(directory)
-    lines = [
-        "set -e",
-        "umask 077",
-        f"exec 9>>{quote(directory + '/.config.kubebastion.lock')}",
-        "flock -w 60 9",
-        f"if [ -f {t} ]; then cur=$(sha256sum {t} | cut -d' ' -f1); else cur={MISSING}; fi",
-        f'if [ "$cur" != {quote(expected_sha256)} ]; then rm -f {s}; exit {CONFLICT_EXIT}; fi',
-        f"if [ -f {t} ]; then cp -p {t} {quote(backup)}; echo backup={quote(backup)}; fi",
-        f"sync {s}",
-    ]
-    if pause_seconds:
-        lines.append(f"sleep {pause_seconds:g}")
-    lines += [
-        f"mv -f {s} {t}",
-        f"sync {d} 2>/dev/null || true",
-        f"find {d} -maxdepth 1 -name '{STAGE_PREFIX}*' -mmin +10 -delete 2>/dev/null || true",
-        f"find {d} -maxdepth 1 -type f -name {ours} -printf '%f\\n' | sort | "
-        f"head -n -{int(keep_backups)} | while IFS= read -r f; do rm -f -- {d}/\"$f\"; done",
-        "echo committed",
-    ]
-    return "\n".join(lines)
+    return (f"find {directory} -maxdepth 1 -type f -name {ours} -printf '%f\\n' | sort | "
+            f"head -n -{int(keep_backups)} | while IFS= read -r f; do "
+            f"rm -f -- {directory}/\"$f\"; done")
 
 
 class _Conflict(Exception):
@@ -95,25 +91,20 @@ class _Conflict(Exception):
 
 def commit(shell: HostShell, current: RemoteText, new_text: str,
            keep_backups: int = DEFAULT_KEEP_BACKUPS) -> str | None:
-    """Replace ``current.path`` with ``new_text`` if it still is ``current``; returns the
-    backup path (None when there was no previous file)."""
-    target = PurePosixPath(current.path)
-    directory = str(target.parent)
-    run(shell, f"mkdir -p {quote(directory)} && chmod 700 {quote(directory)}")
-    staged = f"{directory}/{STAGE_PREFIX}{_random.token_hex(6)}"
-    shell.put(new_text.encode(), staged)
+    """Replace ``current.path`` with ``new_text`` if it still is ``current`` (under the
+    lock, with ``write_files``' one install script), then prune our old backups; returns
+    the backup path (None when there was no previous file)."""
     pause = os.environ.get(PAUSE_ENV)
-    backup = f"{current.path}.{backup_suffix()}"
-    script = commit_script(current.path, staged, current.sha256, backup,
-                           float(pause) if pause else None, keep_backups)
-    result = run(shell, script, check=False, display=f"commit {current.path}")
-    if result.exit_code == CONFLICT_EXIT:
-        raise _Conflict()
-    if not result.ok:
-        run(shell, f"rm -f {quote(staged)}", check=False)
-        raise RemoteCommandError(shell.name, f"commit {current.path}", result.exit_code,
-                                 result.stderr)
-    return backup if "backup=" in result.stdout else None
+    try:
+        backups = write_files(shell, [kubeconfig_write(current, new_text)],
+                              then=prune_command(current.path, keep_backups),
+                              display=f"commit {current.path}", lock=lock_path(current.path),
+                              pause=float(pause) if pause else None)
+    except RemoteCommandError as exc:
+        if exc.exit_code == CONFLICT_EXIT:
+            raise _Conflict() from None
+        raise
+    return backups[0] if backups else None
 
 
 def write_merged(shell: HostShell, path: str, merge: MergeFunction, *, dry_run: bool,

@@ -9,6 +9,7 @@ so the password can never flow into it when sudo did not need it.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets as _random
 import shlex
 from collections.abc import Sequence
@@ -156,11 +157,20 @@ def upload(shell: HostShell, data: bytes) -> str:
     return path
 
 
+#: ``FileWrite.expected_sha256`` of a file that must not exist yet.
+MISSING = "missing"
+#: The exit status of an install that found a file changed since it was read.
+CONFLICT_EXIT = 75
+
+
 @dataclass(frozen=True)
 class FileWrite:
     """One file of a batched write (:func:`write_files`): its path, bytes and mode, an
     owner/group (None: whoever installs it), and ``backup``: keep a timestamped copy of
-    the file it replaces (for a file that is not ours)."""
+    the file it replaces (for a file that is not ours). ``folder_mode``: create or set
+    the parent folder with that mode (and the owner/group), for a private ``~/.kube``.
+    ``expected_sha256``: compare-and-swap; the file must still have that checksum
+    (:data:`MISSING`: still be absent), else nothing is written (:data:`CONFLICT_EXIT`)."""
 
     path: str
     data: bytes
@@ -168,26 +178,63 @@ class FileWrite:
     owner: str | None = None
     group: str | None = None
     backup: bool = False
+    folder_mode: int | None = None
+    expected_sha256: str | None = None
+
+    @property
+    def folder(self) -> str:
+        return str(PurePosixPath(self.path).parent)
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.path).name
 
 
-def install_files_command(bundle: str, files: Sequence[FileWrite], suffix: str) -> str:
+def _glob_literal(name: str) -> str:
+    """``name`` matched literally by ``find -name`` (its glob characters escaped)."""
+    return re.sub(r"([*?\[\\])", r"\\\1", name)
+
+
+def _folder_command(entry: FileWrite) -> str:
+    folder = quote(entry.folder)
+    if entry.folder_mode is None:
+        return f"mkdir -p {folder}"
+    owner = "".join(f" {flag} {quote(value)}" for flag, value in
+                    (("-o", entry.owner), ("-g", entry.group)) if value)
+    return f"install -d -m {entry.folder_mode:o}{owner} {folder}"
+
+
+def _unchanged_check(entry: FileWrite) -> str:
+    path = quote(entry.path)
+    return (f"if [ -f {path} ]; then cur=$(sha256sum < {path} | cut -d' ' -f1); "
+            f"else cur={MISSING}; fi; "
+            f'[ "$cur" = {quote(str(entry.expected_sha256))} ] || exit {CONFLICT_EXIT}')
+
+
+def install_files_command(bundle: str, files: Sequence[FileWrite], suffix: str, *,
+                          lock: str | None = None, pause: float | None = None) -> str:
     """Install every file of ``files`` from ``bundle`` (their bytes one after the other,
     in order), each atomically: cut out beside its target (created exclusively, 0600),
-    checksum checked, mode and owner set, renamed over the target. ``backup`` copies the
-    old file to ``<path>.<suffix>`` first. The bundle is removed at the end; a failure
-    leaves no staged file behind (the trap)."""
-    staged = [str(PurePosixPath(f.path).parent
-                  / f".{PurePosixPath(f.path).name}.kubebastion-{_random.token_hex(4)}")
-              for f in files]
+    checksum checked, mode and owner set, fsynced, renamed over the target, its folder
+    fsynced. ``backup`` copies the old file to ``<path>.<suffix>`` first (and prints
+    ``backup=<index>``). With ``lock`` (a file path), all of it runs under ``flock`` on
+    that file, compare-and-swap checks first. The bundle is removed at the end; a failure
+    leaves no staged file behind (the trap), a killed install one that the next install
+    beside it removes after ten minutes. ``pause``: seconds of sleep before the first
+    rename (a test hook, to kill a writer there)."""
+    staged = [f"{f.folder}/.{f.name}.kubebastion-{_random.token_hex(4)}" for f in files]
     steps = ["set -e", "trap " + quote("rm -f -- " + " ".join(quote(s) for s in staged)
                                        ) + " EXIT"]
+    steps += dict.fromkeys(_folder_command(f) for f in files)
+    if lock:
+        steps += [f"exec 9>>{quote(lock)}", "flock -w 60 9"]
+    steps += [_unchanged_check(f) for f in files if f.expected_sha256 is not None]
     offset = 0
-    for entry, stage in zip(files, staged, strict=True):
+    for index, (entry, stage) in enumerate(zip(files, staged, strict=True)):
         path, part = quote(entry.path), quote(stage)
-        steps.append(f"mkdir -p {quote(str(PurePosixPath(entry.path).parent))}")
         if entry.backup:
             steps.append(f"if [ -f {path} ]; then cp -p {path} "
-                         f"{quote(f'{entry.path}.{suffix}')}; fi")
+                         f"{quote(f'{entry.path}.{suffix}')}; echo backup={index}; fi")
         steps.append(f"(umask 077 && set -C && tail -c +{offset + 1} {quote(bundle)} "
                      f"| head -c {len(entry.data)} > {part})")
         wanted = hashlib.sha256(entry.data).hexdigest()
@@ -199,32 +246,50 @@ def install_files_command(bundle: str, files: Sequence[FileWrite], suffix: str) 
             steps.append(f"chown {quote(entry.owner)} {part}")
         if entry.group:
             steps.append(f"chgrp {quote(entry.group)} {part}")
+        steps.append(f"sync {part}")
+        if pause and index == 0:
+            steps.append(f"sleep {pause:g}")
         steps.append(f"mv -f {part} {path}")
+        steps.append(f"sync {quote(entry.folder)} 2>/dev/null || true")
         offset += len(entry.data)
     steps += [f"rm -f {quote(bundle)}", SWEEP_STALE_UPLOADS]
+    steps += dict.fromkeys(
+        f"find {quote(f.folder)} -maxdepth 1 -type f "
+        f"-name {quote('.' + _glob_literal(f.name) + '.kubebastion-*')} -mmin +10 "
+        "-delete 2>/dev/null || true" for f in files)
     return "\n".join(steps)
 
 
+def backups_made(stdout: str, files: Sequence[FileWrite], suffix: str) -> list[str]:
+    """The backups an install made (its ``backup=<index>`` lines), as paths."""
+    return [f"{files[int(line[7:])].path}.{suffix}" for line in stdout.splitlines()
+            if line.startswith("backup=") and line[7:].isdigit()]
+
+
 def write_files(shell: HostShell, files: Sequence[FileWrite], *, sudo: bool = False,
-                then: str = "", display: str = "install files") -> None:
+                then: str = "", display: str = "install files", lock: str | None = None,
+                pause: float | None = None) -> list[str]:
     """Write every file of ``files`` in two round trips whatever their number: one upload
     of all their bytes, one script installing each atomically (see
-    :func:`install_files_command`), followed by ``then`` (shell, same script) when given.
-    The caller compares first (it usually read the files already); nothing here does."""
+    :func:`install_files_command`), followed by ``then`` (shell, same script, under the
+    same lock) when given. Returns the backups made. The caller compares first (it
+    usually read the files already); nothing here does, but ``expected_sha256``."""
     if not files:
         if then:
             run(shell, then, sudo=sudo, display=display)
-        return
+        return []
     bundle = upload(shell, b"".join(entry.data for entry in files))
     suffix = backup_suffix()
     try:
-        script = install_files_command(bundle, files, suffix)
-        run(shell, f"{script}\n{then}" if then else script, sudo=sudo, display=display)
+        script = install_files_command(bundle, files, suffix, lock=lock, pause=pause)
+        result = run(shell, f"{script}\n{then}" if then else script, sudo=sudo,
+                     display=display)
     except SSHError:
         raise  # the connection is gone: no cleanup to attempt (the upload is 0600)
     except BaseException:
         run(shell, f"rm -f {quote(bundle)}", check=False)
         raise
+    return backups_made(result.stdout, files, suffix)
 
 
 def write_file(shell: HostShell, path: str, data: bytes, *, mode: int = 0o644,

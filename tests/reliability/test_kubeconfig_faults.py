@@ -4,8 +4,9 @@ Three writers, killed at random points (100 trials each for the first two):
 
 - the operator's own kubeconfig, written by ``merge_local`` (``fetch-kubeconfig --local``:
   flock, read, merge, backup, temp file, fsync, rename), in a child process;
-- the bastion's kubeconfig, written by the remote committer (``commit_script``: flock,
-  compare-and-swap on the checksum, backup, fsync, rename), run on the bastion as the user;
+- the bastion's kubeconfig, written by the remote committer (``write_files``' install
+  script as ``kubeconfig.remote.commit`` runs it: flock, compare-and-swap on the checksum,
+  backup, fsync, rename), run on the bastion as the user;
 - ``invoke fetch-kubeconfig`` itself, through its test hook (a pause before the rename),
   killed on the bastion side and on the operator side.
 
@@ -32,8 +33,15 @@ import pytest
 import yaml
 
 import lab
-from kubebastion.kubeconfig.remote import PAUSE_ENV, STAGE_PREFIX, commit_script
+from kubebastion.kubeconfig.remote import (
+    PAUSE_ENV,
+    RemoteText,
+    kubeconfig_write,
+    lock_path,
+    prune_command,
+)
 from kubebastion.kubeconfig.task import bastion_entry, merged_text
+from kubebastion.ssh.remote import install_files_command
 from tests.reliability.conftest import Figures
 from tests.reliability.helpers import (
     REPO,
@@ -293,16 +301,21 @@ def test_remote_committer_survives_kill_9_at_random_points(rlab: lab.LabState,
             f"cat > {target}", input=text)
     required = context_names(text)
 
-    def stage(trial: int, content: str) -> tuple[str, str]:
-        staged = f"{folder}/{STAGE_PREFIX}{secrets.token_hex(6)}"
-        as_user(rlab, "bastion", f"umask 077 && cat > {staged}", input=content)
-        return staged, f"{target}.kubebastion-backup-trial{trial:03d}"
+    def stage(trial: int, content: str) -> str:
+        """The upload in place; the script that commits it over ``text``."""
+        bundle = f"{folder}/upload-{secrets.token_hex(6)}"
+        as_user(rlab, "bastion", f"umask 077 && cat > {bundle}", input=content)
+        current = RemoteText(target, text, sha(text))
+        return (install_files_command(bundle, [kubeconfig_write(current, content)],
+                                      f"kubebastion-backup-trial{trial:03d}",
+                                      lock=lock_path(target))
+                + "\n" + prune_command(target))
 
     durations = []
     for n in range(3):  # calibration: unkilled commits of the same content
-        staged, backup = stage(900 + n, text)
+        script = stage(900 + n, text)
         started = time.monotonic()
-        proc = committer(rlab, commit_script(target, staged, sha(text), backup))
+        proc = committer(rlab, script)
         assert proc.wait(timeout=60) == 0
         durations.append(time.monotonic() - started)
     commit_s = statistics.median(durations)
@@ -311,8 +324,9 @@ def test_remote_committer_survives_kill_9_at_random_points(rlab: lab.LabState,
     for trial in range(TRIALS):
         context, server = trial_entry(trial)
         new = merged_text(bastion_entry(admin_text, context, server), False)(text, target)
-        staged, backup = stage(trial, new)
-        proc = committer(rlab, commit_script(target, staged, sha(text), backup))
+        script = stage(trial, new)
+        backup = f"{target}.kubebastion-backup-trial{trial:03d}"
+        proc = committer(rlab, script)
         delay = rng.uniform(0, commit_s * 1.1)
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGKILL)  # the whole committer: shell, mv, sync
@@ -327,7 +341,7 @@ def test_remote_committer_survives_kill_9_at_random_points(rlab: lab.LabState,
             text, required = new, required | {context}
     trials_seconds = time.monotonic() - started
     left = as_root(rlab, "bastion", f"ls -a {folder}").stdout.split()
-    stages = [name for name in left if name.startswith(STAGE_PREFIX)]
+    stages = [name for name in left if name.startswith(".config.kubebastion-")]
     figures.count(f"bastion kubeconfig (remote committer) kill -9 at random points, {TRIALS} "
                   "trials", tally.kinds["torn"] + len(tally.problems), 0, "bad outcomes",
                   "always the complete old or new file, 0600, backup present, other "

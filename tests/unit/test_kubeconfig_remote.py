@@ -1,5 +1,6 @@
-"""The bastion-side committer of the kubeconfig, run here with plain sh: compare, back up,
-replace atomically, keep the newest backups of ours only."""
+"""The bastion-side committer of the kubeconfig (``write_files``' install script with the
+kubeconfig's lock, compare-and-swap and backup pruning), run here with plain sh: compare,
+back up, replace atomically, keep the newest backups of ours only."""
 
 from __future__ import annotations
 
@@ -10,21 +11,35 @@ import subprocess
 import time
 from pathlib import Path
 
-from kubebastion.kubeconfig.remote import CONFLICT_EXIT, MISSING, commit_script
+from kubebastion.kubeconfig.remote import (
+    RemoteText,
+    kubeconfig_write,
+    lock_path,
+    prune_command,
+)
+from kubebastion.ssh.remote import CONFLICT_EXIT, MISSING, install_files_command
 
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_commit(target: Path, staged_text: str, expected: str, pause: float | None = None
+def commit_script(target: Path, text: str, expected: str, suffix: str = "bak",
+                  pause: float | None = None, keep_backups: int = 5) -> str:
+    """What ``kubeconfig.remote.commit`` runs on the bastion, its upload put in place."""
+    bundle = target.parent / "upload"
+    bundle.write_text(text)
+    current = RemoteText(str(target), "", expected)
+    return (install_files_command(str(bundle), [kubeconfig_write(current, text)], suffix,
+                                  lock=lock_path(str(target)), pause=pause)
+            + "\n" + prune_command(str(target), keep_backups))
+
+
+def run_commit(target: Path, text: str, expected: str, pause: float | None = None
                ) -> subprocess.CompletedProcess[str]:
-    staged = target.parent / ".config.kubebastion-stage-test"
-    staged.write_text(staged_text)
-    backup = f"{target}.bak"
-    script = commit_script(str(target), str(staged), expected, backup, pause)
-    return subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
-                          check=False)
+    return subprocess.run(["/bin/sh", "-c", commit_script(target, text, expected,
+                                                          pause=pause)],
+                          capture_output=True, text=True, check=False)
 
 
 def test_commit_replaces_backs_up_and_keeps_mode(tmp_path: Path) -> None:
@@ -34,7 +49,9 @@ def test_commit_replaces_backs_up_and_keeps_mode(tmp_path: Path) -> None:
     result = run_commit(target, "new", sha("old"))
     assert result.returncode == 0, result.stderr
     assert target.read_text() == "new" and Path(f"{target}.bak").read_text() == "old"
-    assert "backup=" in result.stdout
+    assert "backup=0" in result.stdout
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert tmp_path.stat().st_mode & 0o777 == 0o700
 
 
 def test_commit_refuses_when_the_file_changed_meanwhile(tmp_path: Path) -> None:
@@ -43,7 +60,8 @@ def test_commit_refuses_when_the_file_changed_meanwhile(tmp_path: Path) -> None:
     result = run_commit(target, "ours", sha("what we read"))
     assert result.returncode == CONFLICT_EXIT
     assert target.read_text() == "someone else's edit"
-    assert not list(tmp_path.glob(".config.kubebastion-stage-*"))
+    assert not list(tmp_path.glob(".config.kubebastion-[!.]*"))  # nothing staged
+    assert not list(tmp_path.glob("config.*"))  # no backup either
 
 
 def test_commit_creates_a_missing_file(tmp_path: Path) -> None:
@@ -56,10 +74,7 @@ def test_commit_creates_a_missing_file(tmp_path: Path) -> None:
 def test_kill_during_commit_leaves_the_old_complete_file(tmp_path: Path) -> None:
     target = tmp_path / "config"
     target.write_text("old complete")
-    staged = tmp_path / ".config.kubebastion-stage-kill"
-    staged.write_text("new complete")
-    script = commit_script(str(target), str(staged), sha("old complete"),
-                           f"{target}.bak", pause_seconds=30)
+    script = commit_script(target, "new complete", sha("old complete"), pause=30)
     proc = subprocess.Popen(["/bin/sh", "-c", script], start_new_session=True)
     deadline = time.monotonic() + 10
     while not Path(f"{target}.bak").exists() and time.monotonic() < deadline:
@@ -82,11 +97,8 @@ def test_the_bastion_commit_keeps_the_newest_backups_of_ours_only(tmp_path: Path
     for name in OTHERS:
         (tmp_path / name).write_text("not ours")
     for n in range(1, 8):
-        staged = tmp_path / f".config.kubebastion-stage-{n}"
-        staged.write_text(f"v{n}")
-        backup = f"{target}.kubebastion-backup-2026112{n}T000000Z"
-        script = commit_script(str(target), str(staged), sha(f"v{n - 1}"), backup,
-                               keep_backups=3)
+        script = commit_script(target, f"v{n}", sha(f"v{n - 1}"),
+                               f"kubebastion-backup-2026112{n}T000000Z", keep_backups=3)
         done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
                               check=False)
         assert done.returncode == 0, done.stderr

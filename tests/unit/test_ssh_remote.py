@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from kubebastion.ssh.remote import (
+    CONFLICT_EXIT,
+    MISSING,
     FileWrite,
+    backups_made,
     classify_sudo_failure,
     install_files_command,
     parse_file_state,
@@ -18,6 +24,10 @@ from kubebastion.ssh.remote import (
     sudo_command,
     write_file,
 )
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_sudo_command_without_password_never_prompts() -> None:
@@ -115,6 +125,51 @@ def test_install_files_command_refuses_a_damaged_bundle_and_leaves_the_target(
     assert done.returncode != 0 and "arrived damaged" in done.stderr
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "keep.conf"]
+
+
+def test_install_files_command_compares_and_swaps_under_its_lock(tmp_path: Path) -> None:
+    """A batch whose files are not what was read writes nothing at all (exit 75)."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.write_text("a0")
+    files = [FileWrite(str(first), b"a1", 0o600, backup=True, expected_sha256=sha(b"a0")),
+             FileWrite(str(second), b"b1", 0o600, expected_sha256=sha(b"someone's"))]
+    bundle = tmp_path / "bundle"
+    bundle.write_bytes(b"a1b1")
+    lock = str(tmp_path / ".lock")
+    script = install_files_command(str(bundle), files, "bak", lock=lock)
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == CONFLICT_EXIT
+    assert first.read_text() == "a0" and not second.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "a", "bundle"]
+    files[1] = dataclasses.replace(files[1], expected_sha256=MISSING)
+    done = subprocess.run(["/bin/sh", "-c", install_files_command(str(bundle), files, "bak",
+                                                                  lock=lock)],
+                          capture_output=True, text=True, check=True)
+    assert (first.read_text(), second.read_text()) == ("a1", "b1")
+    assert backups_made(done.stdout, files, "bak") == [f"{first}.bak"]
+    assert Path(f"{first}.bak").read_text() == "a0"
+
+
+def test_install_files_command_sets_the_folder_mode_and_sweeps_stale_stages(
+        tmp_path: Path) -> None:
+    folder = tmp_path / "kube"
+    folder.mkdir(mode=0o755)
+    stale, fresh = folder / ".config.kubebastion-dead0001", folder / ".config.kubebastion-live"
+    theirs = folder / ".config.other-tool"
+    for leftover in (stale, fresh, theirs):
+        leftover.write_text("x")
+    hour_ago = time.time() - 3600
+    for old in (stale, theirs):
+        os.utime(old, (hour_ago, hour_ago))
+    bundle = tmp_path / "bundle"
+    bundle.write_bytes(b"cfg")
+    files = [FileWrite(str(folder / "config"), b"cfg", 0o600, folder_mode=0o700)]
+    subprocess.run(["/bin/sh", "-c", install_files_command(str(bundle), files, "bak")],
+                   check=True)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in folder.iterdir()) == [
+        ".config.kubebastion-live", ".config.other-tool", "config"]
 
 
 @pytest.mark.parametrize(
