@@ -632,29 +632,22 @@ def venv_installers_phase(reps: int, results: dict[str, Any]) -> None:
                   f" s rc={sample['rc']} {sample.get('error', '')}", flush=True)
 
 
-def forks_phase(reps: int, results: dict[str, Any]) -> None:
-    """Issue 16 item 2: on 1+30 with the stand-in's remote latency, the playbook with the
-    chosen forks and with forks = 5, taking turns; the bastion's memory peak sampled
-    during the chosen ones. See bench/venv_forks.py."""
+def forks_phase(reps: int, workers: int, results: dict[str, Any]) -> None:
+    """Issue 16 item 2: on 1+``workers`` with the stand-in's remote latency, the playbook
+    with the chosen forks and with forks = 5, taking turns (the first run, chosen, also
+    puts kubespray and its venv on the fresh bastion; its playbook is a first install);
+    the bastion's memory peak sampled during the chosen ones. See bench/venv_forks.py."""
     folder = WORK / "forks"
     shutil.rmtree(folder, ignore_errors=True)
     env = {**os.environ, "KUBEBASTION_SUDO_PASSWORD": "kbb-" + secrets.token_hex(6)}
-    state, seconds = timed_up(1, 30)
-    results["lab_up"].setdefault("1+30", []).append(seconds)
+    state, seconds = timed_up(1, workers)
+    results["lab_up"].setdefault(f"1+{workers}", []).append(seconds)
     latency = [f"lab_task_latency={venv_forks.LATENCY}"]
     configs = {"chosen": kubespray_config(state, folder / "chosen", extra_vars=latency),
                "five": kubespray_config(state, folder / "five", extra_vars=latency, forks=5)}
-    entry: dict[str, Any] = {"latency": venv_forks.LATENCY, "chosen": [], "five": []}
+    entry: dict[str, Any] = {"latency": venv_forks.LATENCY, "workers": workers,
+                             "chosen": [], "five": []}
     results["forks"] = entry
-    first = deploy_overhead.deploy_once(INVOKE, configs["chosen"], env, REPO,
-                                        folder / "deploy.log")
-    entry["deploy_wall"] = first["wall"]
-    print(f"  deploy 1+30 (latency {venv_forks.LATENCY} s): {first['wall']:.1f} s "
-          f"rc={first['rc']} {first.get('error', '')}", flush=True)
-    if first["rc"] != 0:
-        entry["chosen"].append({"rc": first["rc"], "ok": False,
-                                "error": f"the first deploy failed: {first.get('error', '')}"})
-        return
     bastion_ns = state.bastion.namespace
     peak = {"pss_kb": 0, "rss_kb": 0, "processes": 0}
     for rep in range(reps):
@@ -839,7 +832,9 @@ def main() -> int:
     parser.add_argument("--venv-reps", type=int, default=2,
                         help="fresh 1+3 deploys per venv installer (uv, pip)")
     parser.add_argument("--forks-reps", type=int, default=2,
-                        help="playbook runs on 1+30 per forks setting (chosen, 5)")
+                        help="playbook runs per forks setting (chosen, 5)")
+    parser.add_argument("--forks-workers", type=int, default=30,
+                        help="workers of the forks lab (1 control plane)")
     parser.add_argument("--skip-profile", action="store_true")
     parser.add_argument("--profile-only", action="store_true",
                         help="only the profile phase (largest N)")
@@ -914,12 +909,13 @@ def main() -> int:
                 deploy_overhead_phase(workers, args.deploy_reps, results)
             save()
 
-    if not args.skip_venv_forks:
+    if not args.skip_venv_forks and args.venv_reps > 0:  # 0: keep the last results'
         with lab_phase("issue 16 item 1: venv with uv vs pip, 1+3", args.lock_wait):
             venv_installers_phase(args.venv_reps, results)
         save()
-        with lab_phase("issue 16 item 2: forks on 1+30", args.lock_wait):
-            forks_phase(args.forks_reps, results)
+    if not args.skip_venv_forks and args.forks_reps > 0:
+        with lab_phase(f"issue 16 item 2: forks on 1+{args.forks_workers}", args.lock_wait):
+            forks_phase(args.forks_reps, args.forks_workers, results)
         save()
 
     for n, phase_tools, phase_workloads in phases:

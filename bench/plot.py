@@ -54,7 +54,7 @@ def venv_forks(results: dict[str, Any], out: Path) -> None:
     if results.get("forks"):
         f = results["forks"]
         chosen = next((s["forks"]["value"] for s in f["chosen"] if s.get("forks")), "?")
-        panels.append((f"2: playbook, 1+30, latency {f['latency']:g} s",
+        panels.append((f"2: playbook, 1+{f.get('workers', 30)}, latency {f['latency']:g} s",
                        [(f"forks {chosen} (chosen)", _medians(f["chosen"], "playbook")),
                         ("forks 5", _medians(f["five"], "playbook"))], "playbook s"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
