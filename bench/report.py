@@ -400,9 +400,10 @@ def splice_section(kept: str, results: dict[str, Any]) -> str:
     sections = [x for x in sections if not x.startswith(_ITEMS_1_2)]
     lines = [line for line in header.splitlines() if not line.startswith(_ITEMS_1_2_NOTE)]
     last_item = max((i for i, line in enumerate(lines) if line.startswith("- ")), default=0)
+    note = f" About it: {results['note']}" if results.get("note") else ""
     lines.insert(last_item + 1, f"{_ITEMS_1_2_NOTE} measured {m['date']} at commit "
                  f"{m['commit']} (`bench/run --venv-forks-only`); every other section is "
-                 "from the run above, kept as it was.")
+                 f"from the run above, kept as it was.{note}")
     new = "\n".join(venv_forks.render(results)).rstrip("\n")
     return "\n".join(lines).rstrip("\n") + "\n\n" + "\n".join(
         [new + "\n", *sections]).rstrip("\n") + "\n"
