@@ -361,15 +361,8 @@ def restart_sshd(state: LabState, name: str) -> HostState:
     return host
 
 
-def host_exec(
-    state: LabState,
-    name: str,
-    argv: Sequence[str],
-    *,
-    input: str | None = None,
-    timeout: float = 30.0,
-    check: bool = False,
-) -> subprocess.CompletedProcess[str]:
+def host_exec(state: LabState, name: str, argv: Sequence[str], *, input: str | None = None,
+              timeout: float = 30.0, check: bool = False) -> subprocess.CompletedProcess[str]:
     """Run ``argv`` as root inside a lab host exactly as its SSH sessions see it.
 
     Enters the sshd's network, mount and UTS namespaces (``nsenter``), so the command sees

@@ -35,6 +35,18 @@ def _default_state_dir() -> Path:
 DEFAULT_STATE_DIR = _default_state_dir()
 
 
+class _InFolder:
+    """A file or folder at a fixed name in one of the state's folders (``state_dir``, a
+    host's ``host_dir``): derived, never stored, so it cannot disagree with the folder."""
+
+    def __init__(self, folder: str, name: str) -> None:
+        self.folder = folder
+        self.name = name
+
+    def __get__(self, state: object, owner: type | None = None) -> Path:
+        return Path(getattr(state, self.folder)) / self.name
+
+
 @dataclass
 class HostState:
     """One SSH host: where it lives, how to reach it, which sshd serves it."""
@@ -50,18 +62,10 @@ class HostState:
     host_dir: Path
     host_key_fingerprint: str
 
-    @property
-    def sshd_log(self) -> Path:
-        """sshd's log (LogLevel VERBOSE): count "Accepted publickey" lines to count logins."""
-        return self.host_dir / "sshd.log"
-
-    @property
-    def sshd_config(self) -> Path:
-        return self.host_dir / "sshd_config"
-
-    @property
-    def host_key(self) -> Path:
-        return self.host_dir / "ssh_host_ed25519_key"
+    #: sshd's log (LogLevel VERBOSE): count "Accepted publickey" lines to count logins.
+    sshd_log = _InFolder("host_dir", "sshd.log")
+    sshd_config = _InFolder("host_dir", "sshd_config")
+    host_key = _InFolder("host_dir", "ssh_host_ed25519_key")
 
 
 @dataclass
@@ -92,39 +96,15 @@ class LabState:
     version: int = STATE_VERSION
     single_nic: bool = False  # see lab.topology.Topology
 
-    # Paths derived from state_dir (kept as properties so they cannot disagree).
-    @property
-    def nornir_config(self) -> Path:
-        return self.state_dir / "nornir_config.yaml"
-
-    @property
-    def inventory_dir(self) -> Path:
-        return self.state_dir / "inventory"
-
-    @property
-    def known_hosts(self) -> Path:
-        return self.state_dir / "known_hosts"
-
-    @property
-    def private_key(self) -> Path:
-        return self.state_dir / "id_ed25519"
-
-    @property
-    def public_key(self) -> Path:
-        return self.state_dir / "id_ed25519.pub"
-
-    @property
-    def ssh_config(self) -> Path:
-        """OpenSSH client config with Host aliases (bastion, k8s-m0, ...), ProxyJump for nodes."""
-        return self.state_dir / "ssh_config"
-
-    @property
-    def lab_json(self) -> Path:
-        return self.state_dir / "lab.json"
-
-    @property
-    def nornir_log(self) -> Path:
-        return self.state_dir / "nornir.log"
+    nornir_config = _InFolder("state_dir", "nornir_config.yaml")
+    inventory_dir = _InFolder("state_dir", "inventory")
+    known_hosts = _InFolder("state_dir", "known_hosts")
+    private_key = _InFolder("state_dir", "id_ed25519")
+    public_key = _InFolder("state_dir", "id_ed25519.pub")
+    #: OpenSSH client config with Host aliases (bastion, k8s-m0, ...), ProxyJump for nodes.
+    ssh_config = _InFolder("state_dir", "ssh_config")
+    lab_json = _InFolder("state_dir", "lab.json")
+    nornir_log = _InFolder("state_dir", "nornir.log")
 
     @property
     def operator_network(self) -> str:
