@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from kubebastion.errors import StepError
-from kubebastion.ssh.remote import quote
+from kubebastion.ssh.remote import Explanations, explain, quote
 
 MARKER = ".kubebastion-requirements.sha256"
 BUILD_INFIX = ".kubebastion-"
@@ -230,16 +230,19 @@ def build_command(venv_dir: str, checkout_dir: str, requirements_sha256: str,
     ])
 
 
+_BUILD_FAILURES: Explanations = (
+    (("ensurepip is not available", "no module named venv"),
+     "python3-venv is missing on the bastion: install it (apt-get install python3-venv)"),
+    (("no matching distribution", "could not find a version"),
+     "pip found no matching version of kubespray's requirements (an offline bastion needs "
+     "--wheelhouse; kubespray v2.31 needs Python 3.11-3.13)"),
+)
+
+
 def explain_build_failure(stderr: str) -> str:
-    """The operator's next step for the usual ways a venv build fails."""
-    text = stderr.lower()
-    if "ensurepip is not available" in text or "no module named venv" in text:
-        return "python3-venv is missing on the bastion: install it (apt-get install python3-venv)"
-    if "no matching distribution" in text or "could not find a version" in text:
-        return ("pip found no matching version of kubespray's requirements (an offline "
-                "bastion needs --wheelhouse; kubespray v2.31 needs Python 3.11-3.13)")
+    """The operator's next step for the usual ways a venv build fails (else its last line)."""
     lines = [line for line in stderr.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "no error output"
+    return explain(stderr, _BUILD_FAILURES) or (lines[-1] if lines else "no error output")
 
 
 def check_replaceable(state: VenvState, venv_dir: str) -> None:

@@ -32,17 +32,30 @@ def sudo_command(command: str, with_password: bool) -> str:
     return f"sudo -n -- /bin/sh -c {inner}"
 
 
+#: (phrases in an error output, what it means for the operator).
+Explanations = Sequence[tuple[tuple[str, ...], str]]
+
+_SUDO_FAILURES: Explanations = (
+    (("incorrect password", "sorry, try again"),
+     "sudo rejected the password (check KUBEBASTION_SUDO_PASSWORD)"),
+    (("a password is required", "no password was provided"),
+     "sudo needs a password: set KUBEBASTION_SUDO_PASSWORD (or pass --ask-sudo-password)"),
+    (("is not in the sudoers file", "is not allowed to execute"),
+     "the login user may not use sudo on this host"),
+)
+
+
+def explain(output: str, explanations: Explanations) -> str | None:
+    """The explanation of the first entry one of whose phrases ``output`` holds (any case),
+    else None: the known ways a command fails, told in the operator's terms."""
+    text = output.lower()
+    return next((meaning for phrases, meaning in explanations
+                 if any(phrase in text for phrase in phrases)), None)
+
+
 def classify_sudo_failure(stderr: str) -> str | None:
     """A human explanation when ``stderr`` is sudo refusing, else None."""
-    text = stderr.lower()
-    if "incorrect password" in text or "sorry, try again" in text:
-        return "sudo rejected the password (check KUBEBASTION_SUDO_PASSWORD)"
-    if "a password is required" in text or "no password was provided" in text:
-        return ("sudo needs a password: set KUBEBASTION_SUDO_PASSWORD "
-                "(or pass --ask-sudo-password)")
-    if "is not in the sudoers file" in text or "is not allowed to execute" in text:
-        return "the login user may not use sudo on this host"
-    return None
+    return explain(stderr, _SUDO_FAILURES)
 
 
 def run(shell: HostShell, command: str, *, sudo: bool = False, check: bool = True,
