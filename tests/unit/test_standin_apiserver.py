@@ -7,16 +7,19 @@ agents for a control plane and a worker; every process started here is killed at
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
 import re
 import shutil
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -306,3 +309,24 @@ def test_state_file_keeps_nodes_cordons_and_deletes_across_a_restart(tmp_path: P
         for proc in c.procs:
             proc.kill()
             proc.wait(10)
+
+
+def load_apiserver() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("lab_apiserver", APISERVER)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("seconds", "age"), [
+    (0, "0s"), (-5, "0s"), (119.9, "119s"), (120, "2m"), (130, "2m10s"), (599, "9m59s"),
+    (600, "10m"), (10799, "179m"), (10800, "3h"), (29000, "8h"), (28799, "7h59m"),
+    (172799, "47h"), (172800, "2d"), (200000, "2d7h"), (691200, "8d"),
+    (729 * 86400 + 5, "729d"), (730 * 86400, "2y"), (800 * 86400, "2y70d"),
+    (2920 * 86400, "8y"), (3000 * 86400, "8y"),
+], ids=lambda value: str(value))
+def test_ages_read_as_kubectl_shows_them(seconds: float, age: str) -> None:
+    """Kubernetes' duration.HumanDuration, step by step (kubectl's AGE column)."""
+    assert load_apiserver().human_age(seconds) == age

@@ -47,25 +47,23 @@ def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+#: Seconds per unit of kubectl's ages (a year is 365 days there).
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
+#: Kubernetes' duration.HumanDuration as steps: below ``limit`` seconds, the age in ``unit``,
+#: followed by the rest in ``then`` when there is a rest (and ``then`` is not "").
+_AGE_STEPS = ((120, "s", ""), (600, "m", "s"), (3 * 3600, "m", ""), (8 * 3600, "h", "m"),
+              (48 * 3600, "h", ""), (192 * 3600, "d", "h"), (730 * 86400, "d", ""),
+              (2920 * 86400, "y", "d"))
+
+
 def human_age(seconds: float) -> str:
     """Kubernetes' duration.HumanDuration, as in kubectl's AGE column."""
     s = max(int(seconds), 0)
-    m, h, d = s // 60, s // 3600, s // 86400
-    if s < 120:
-        return f"{s}s"
-    if m < 10:
-        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
-    if m < 180:
-        return f"{m}m"
-    if h < 8:
-        return f"{h}h{m % 60}m" if m % 60 else f"{h}h"
-    if h < 48:
-        return f"{h}h"
-    if h < 192:
-        return f"{d}d{h % 24}h" if h % 24 else f"{d}d"
-    if d < 730:
-        return f"{d}d"
-    return f"{d // 365}y{d % 365}d" if d < 2920 and d % 365 else f"{d // 365}y"
+    unit, then = next(((unit, then) for limit, unit, then in _AGE_STEPS if s < limit),
+                      ("y", ""))
+    whole, rest = divmod(s, _AGE_UNITS[unit])
+    rest = rest // _AGE_UNITS[then] if then else 0
+    return f"{whole}{unit}{rest}{then}" if rest else f"{whole}{unit}"
 
 
 @dataclass
