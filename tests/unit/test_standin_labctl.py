@@ -250,3 +250,17 @@ def test_daemon_restart_waits_until_the_old_process_let_go_of_its_port(tmp_path:
         assert json.loads(second.stdout)["pid"] != first["pid"]
     finally:
         run_labctl("stop", f"--pidfile={pidfile}")
+
+
+def test_daemon_names_the_process_that_holds_its_port(tmp_path: Path) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        proc = run_labctl("daemon", f"--pidfile={tmp_path / 'x.pid'}", f"--log={tmp_path / 'log'}",
+                          f"--wait-port={port}", "--", sys.executable, "-c", "pass")
+    finally:
+        holder.close()
+    assert proc.returncode == 1
+    assert f"port {port} is already taken by another process: pid {os.getpid()} (" in proc.stderr

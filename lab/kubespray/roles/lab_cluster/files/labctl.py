@@ -327,6 +327,31 @@ def port_open(port: int) -> bool:
     return True
 
 
+def port_holders(port: int) -> str:
+    """Which processes listen on a TCP port (pid and command line), from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f"socket:[{f[9]}]")
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                found.append(f"pid {proc.name} ({cmd or 'exiting'})")
+        except OSError:
+            continue
+    return ", ".join(found)
+
+
 def cmd_daemon(a: argparse.Namespace) -> None:
     pidfile, argv = Path(a.pidfile), list(a.argv[1:] if a.argv[:1] == ["--"] else a.argv)
     digest = hashlib.sha256(json.dumps(argv).encode())
@@ -337,7 +362,8 @@ def cmd_daemon(a: argparse.Namespace) -> None:
         return out(changed=False, pid=rec["pid"])
     stop(pidfile)
     if a.wait_port and port_open(a.wait_port):
-        sys.exit(f"labctl: port {a.wait_port} is already taken by another process")
+        sys.exit(f"labctl: port {a.wait_port} is already taken by another process: "
+                 f"{port_holders(a.wait_port) or 'not found in /proc'}")
     with open(a.log, "ab") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                 cwd="/", close_fds=True, start_new_session=True)
