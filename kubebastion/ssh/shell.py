@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,6 +33,9 @@ from kubebastion.ssh.channel_send import (
     signal_unless_closed,
 )
 from kubebastion.ssh.connection import CONNECTION_NAME
+
+#: Receives a streamed command's output, chunk by chunk, as it arrives.
+OutputHandler = Callable[[bytes], None]
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,13 @@ class HostShell(Protocol):
     def run(self, command: str, *, stdin: Stdin = None,
             timeout: float | None = None) -> CommandResult: ...
 
+    def stream(self, command: str, on_output: OutputHandler, timeout: float, *,
+               before_stop: Callable[[], object] | None = None) -> int | None:
+        """Run ``command`` with stdin closed and stderr merged into stdout, handing each
+        chunk of output to ``on_output`` as it arrives (a playbook's live output); the exit
+        status, None when ``timeout`` passed first. Interrupted (``kubebastion.interrupt``),
+        ``before_stop`` runs, then the command's process group is signalled."""
+
     def put(self, data: bytes, path: str, *, exclusive: bool = False) -> None:
         """Write ``data`` to ``path`` as the login user, created with mode 0600;
         ``exclusive``: fail if ``path`` exists (a fresh name in a shared folder)."""
@@ -93,17 +104,37 @@ class SSHShell:
 
     def run(self, command: str, *, stdin: Stdin = None,
             timeout: float | None = None) -> CommandResult:
-        limit = timeout or self.command_timeout
+        return self._exec(command, timeout or self.command_timeout, stdin=stdin)
+
+    def stream(self, command: str, on_output: OutputHandler, timeout: float, *,
+               before_stop: Callable[[], object] | None = None) -> int | None:
+        return self._exec(command, timeout, on_output=on_output,
+                          before_stop=before_stop).exit_code
+
+    def _exec(self, command: str, limit: float, *, stdin: Stdin = None,
+              on_output: OutputHandler | None = None,
+              before_stop: Callable[[], object] | None = None) -> CommandResult:
+        """One ``exec`` channel: start, send stdin (if any) and EOF, then ``_collect``.
+        ``on_output`` given: stderr merged into stdout, each chunk handed over as it comes
+        and nothing kept here (a playbook's output can run to megabytes)."""
         transport = self.connection.client.get_transport()
         if transport is None or not transport.is_active():
             raise SSHError(f"{self.name}: connection lost")
         try:
             channel = transport.open_session(timeout=min(limit, 30.0))
+            if on_output is not None:
+                channel.set_combine_stderr(True)
             channel.exec_command(command)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise SSHError(f"{self.name}: connection lost: {exc or type(exc).__name__}"
                            ) from None
-        with channel, running(self.name, lambda: signal_unless_closed(channel)):
+
+        def stop() -> None:
+            if before_stop is not None:
+                before_stop()
+            signal_unless_closed(channel)
+
+        with channel, running(self.name, stop):
             # Never sendall/shutdown_write here: see kubebastion.ssh.channel_send.
             with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
                 channel.settimeout(limit)  # a peer that stops reading fails the send
@@ -111,7 +142,11 @@ class SSHShell:
                     if not send_unless_closed(channel, chunk):
                         break
                 eof_unless_closed(channel)
-            return _collect(self.name, channel, limit)
+            try:
+                return _collect(self.name, channel, limit, on_output)
+            except (OSError, EOFError, paramiko.SSHException) as exc:
+                raise SSHError(f"{self.name}: connection lost while the command ran: "
+                               f"{exc or type(exc).__name__}") from None
 
     def _sftp(self) -> paramiko.SFTPClient:
         """The connection's SFTP session, with the command deadline on every read/write
@@ -176,6 +211,20 @@ class LocalShell:
                 return CommandResult(None, _text(out), _text(err))
         return CommandResult(proc.returncode, _text(out), _text(err))
 
+    def stream(self, command: str, on_output: OutputHandler, timeout: float, *,
+               before_stop: Callable[[], object] | None = None) -> int | None:
+        proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+        def stop() -> None:
+            if before_stop is not None:
+                before_stop()
+            kill_session(proc)
+
+        with running(self.name, stop):
+            return _follow_local(proc, on_output, timeout)
+
     def put(self, data: bytes, path: str, *, exclusive: bool = False) -> None:
         target = Path(path).expanduser()
         if exclusive:
@@ -198,46 +247,89 @@ def kill_session(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM) -> None
         os.killpg(proc.pid, sig)
 
 
+_CHUNK = 65536
 _STDERR_DRAIN = 0.1  # seconds: how long stdout may block before stderr is drained
 
 
-def _collect(name: str, channel: paramiko.Channel, limit: float) -> CommandResult:
-    """Drain stdout and stderr until EOF and the exit status, or give up at the deadline.
+def _collect(name: str, channel: paramiko.Channel, limit: float,
+             on_output: OutputHandler | None = None) -> CommandResult:
+    """The exec loop: drain stdout and stderr until EOF and the exit status, or give up at
+    the deadline. With ``on_output`` (stderr merged, see ``SSHShell._exec``), stdout goes
+    there as it comes instead of into the result.
 
-    Waits in ``recv`` with a short timeout, never in ``select`` on the channel: that
-    makes Paramiko create a pipe whose close races its transport thread, which can kill
-    the whole connection (see ``kubebastion.ssh.channel_socket``). Stdout wakes the loop at
-    once; stderr is drained at least every ``_STDERR_DRAIN`` seconds, so a command that
-    floods stderr cannot fill the channel window and stall.
+    It waits in ``recv`` (Paramiko's buffer wakes it as soon as data arrives) and then on
+    the channel's status event, never in ``select`` on the channel: that makes Paramiko
+    create a pipe whose close races its transport thread, which can kill the whole
+    connection (see ``kubebastion.ssh.channel_socket``), and never in a sleep. Stderr has
+    no event of its own to wait on: while it is separate, the wait in ``recv`` is cut to
+    ``_STDERR_DRAIN`` so that a command flooding stderr cannot fill the channel window and
+    stall; merged, ``recv`` waits up to the deadline.
     """
     out: list[bytes] = []
     err: list[bytes] = []
+    deliver = out.append if on_output is None else on_output
+    wait = _STDERR_DRAIN if on_output is None else limit
     deadline = time.monotonic() + limit
+
+    def result(status: int | None) -> CommandResult:
+        return CommandResult(status, _text(b"".join(out)), _text(b"".join(err)))
+
     # The exit status can arrive before the last output: read stdout to its EOF (after
     # which nothing more comes), then wait for the status.
     while True:
         while channel.recv_stderr_ready():
-            err.append(channel.recv_stderr(65536))
+            err.append(channel.recv_stderr(_CHUNK))
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return CommandResult(None, _text(b"".join(out)), _text(b"".join(err)))
-        channel.settimeout(min(remaining, _STDERR_DRAIN))
+            return result(None)
+        channel.settimeout(min(remaining, wait))
         try:
-            data = channel.recv(65536)
+            data = channel.recv(_CHUNK)
         except TimeoutError:
             continue
         if not data:
             break
-        out.append(data)
+        deliver(data)
     if not channel.status_event.wait(max(deadline - time.monotonic(), 0.0)):
-        return CommandResult(None, _text(b"".join(out)), _text(b"".join(err)))
+        return result(None)
     while channel.recv_stderr_ready():
-        err.append(channel.recv_stderr(65536))
+        err.append(channel.recv_stderr(_CHUNK))
     status = channel.recv_exit_status()
     transport = channel.get_transport()
     if status == -1 and (transport is None or not transport.is_active()):
         raise SSHError(f"{name}: connection lost while the command ran")
-    return CommandResult(status, _text(b"".join(out)), _text(b"".join(err)))
+    return result(status)
+
+
+def _follow_local(proc: subprocess.Popen[bytes], on_output: OutputHandler,
+                  timeout: float) -> int | None:
+    """``LocalShell.stream``'s loop: a pipe may be waited on with ``select`` (no channel
+    pipe race here); killed at the deadline."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                proc.kill()
+                proc.wait()
+                return None
+            if not selector.select(remaining):
+                continue
+            data = os.read(proc.stdout.fileno(), _CHUNK)
+            if not data:
+                break
+            on_output(data)
+        return proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+    finally:
+        selector.close()
+        proc.stdout.close()
 
 
 def _text(data: bytes | str | None) -> str:

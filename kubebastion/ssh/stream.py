@@ -1,32 +1,22 @@
 """Run a long command and hand its output over line by line, as it comes.
 
 ``HostShell.run`` returns the output at the end, which is right for short commands and
-useless for a playbook that runs for half an hour. Here the SSH flavour reads a Paramiko
-channel of the host's existing connection (no new login) and the local flavour a pipe;
-both merge stderr into stdout, stop at a deadline and return the full text too.
+useless for a playbook that runs for half an hour. ``HostShell.stream`` is the same exec
+loop in its streaming mode (over SSH: a channel of the host's existing connection, no new
+login; locally: a pipe), stderr merged into stdout; here its chunks become whole,
+redacted lines, and the full text is returned too.
 """
 
 from __future__ import annotations
 
 import codecs
-import os
-import selectors
-import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import paramiko
-
-from kubebastion.errors import SSHError
-from kubebastion.interrupt import running
 from kubebastion.secrets import redact
-from kubebastion.ssh.channel_send import eof_unless_closed, signal_unless_closed
-from kubebastion.ssh.shell import HostShell, LocalShell, SSHShell, kill_session
+from kubebastion.ssh.shell import HostShell
 
 LineHandler = Callable[[str], None]
-_CHUNK = 65536
-_POLL = 0.5
 
 
 @dataclass(frozen=True)
@@ -74,105 +64,6 @@ def stream_command(shell: HostShell, command: str, on_line: LineHandler,
         if stop_first is not None:
             shell.run(stop_first, timeout=30)
 
-    if isinstance(shell, SSHShell):
-        code = _stream_ssh(shell, command, splitter, timeout, before_stop)
-    elif isinstance(shell, LocalShell):
-        code = _stream_local(shell.name, command, splitter, timeout, before_stop)
-    else:
-        raise TypeError(f"cannot stream a command through {type(shell).__name__}")
+    code = shell.stream(command, splitter.feed, timeout, before_stop=before_stop)
+    splitter.feed(b"", final=True)  # a last line without its newline
     return StreamResult(code, splitter.text())
-
-
-def _stream_ssh(shell: SSHShell, command: str, splitter: _LineSplitter,
-                timeout: float, before_stop: Callable[[], None]) -> int | None:
-    transport = shell.connection.client.get_transport()
-    if transport is None or not transport.is_active():
-        raise SSHError(f"{shell.name}: connection closed")
-    try:
-        channel: paramiko.Channel = transport.open_session(timeout=30)
-        channel.set_combine_stderr(True)
-        channel.exec_command(command)
-        eof_unless_closed(channel)
-    except (paramiko.SSHException, OSError, EOFError) as exc:
-        raise SSHError(f"{shell.name}: cannot start command: {exc}") from None
-    deadline = time.monotonic() + timeout
-    channel.settimeout(_POLL)
-
-    def stop() -> None:
-        before_stop()
-        signal_unless_closed(channel)
-
-    try:
-        with running(shell.name, stop):
-            return _follow(channel, splitter, deadline)
-    except (OSError, EOFError, paramiko.SSHException) as exc:
-        raise SSHError(f"{shell.name}: connection lost during a long command: "
-                       f"{exc or type(exc).__name__}") from None
-    finally:
-        channel.close()
-
-
-def _follow(channel: paramiko.Channel, splitter: _LineSplitter, deadline: float
-            ) -> int | None:
-    while True:
-        if time.monotonic() > deadline:
-            splitter.feed(b"", final=True)
-            return None
-        try:
-            data = channel.recv(_CHUNK)
-        except TimeoutError:
-            continue
-        if not data:
-            break
-        splitter.feed(data)
-    splitter.feed(b"", final=True)
-    while not channel.exit_status_ready():
-        if time.monotonic() > deadline or channel.closed:
-            return None
-        time.sleep(0.05)
-    return channel.recv_exit_status()
-
-
-def _stream_local(name: str, command: str, splitter: _LineSplitter, timeout: float,
-                  before_stop: Callable[[], None]) -> int | None:
-    proc = subprocess.Popen(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    assert proc.stdout is not None
-
-    def stop() -> None:
-        before_stop()
-        kill_session(proc)
-
-    with running(name, stop):
-        return _follow_local(proc, splitter, timeout)
-
-
-def _follow_local(proc: subprocess.Popen[bytes], splitter: _LineSplitter,
-                  timeout: float) -> int | None:
-    assert proc.stdout is not None
-    deadline = time.monotonic() + timeout
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                proc.kill()
-                proc.wait()
-                splitter.feed(b"", final=True)
-                return None
-            if not selector.select(_POLL):
-                continue
-            data = os.read(proc.stdout.fileno(), _CHUNK)
-            if not data:
-                break
-            splitter.feed(data)
-        splitter.feed(b"", final=True)
-        return proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        return None
-    finally:
-        selector.close()
-        proc.stdout.close()
