@@ -14,12 +14,28 @@ Here each packet is decided and sent under the channel's lock; the transport thr
 takes the same lock to handle CLOSE, so a packet is sent before our CLOSE or not at all.
 Paramiko sends outside the lock so that a key re-exchange cannot stall on it; here the
 worst case of that rare coincidence is Paramiko's 30 s key-exchange wait.
+
+Paramiko has no public call that sends under the channel's lock (``Channel.send`` takes
+that lock itself, and it is not reentrant), so this module is the one place in
+kubebastion that uses Paramiko's private API, two methods (every other use was replaced
+by public API; messages are built here from Paramiko's public constants and the
+channel's public ``lock``, ``closed``, ``eof_sent`` and ``remote_chanid``):
+
+* ``Channel._wait_for_send_window(size)``, called holding the lock: waits for the peer's
+  window as ``Channel.send`` does and returns how many bytes may go (0 once closed or
+  after EOF). Rewriting it would mean copying its window bookkeeping.
+* ``Transport._send_user_message(message)``: sends a packet, waiting out a key
+  re-exchange, as every channel send of Paramiko does; the public sends all go through it.
+
+Tested with paramiko 5.1.0 (the lab's races: ``tests/lab/test_channel_races.py``); both
+methods are unchanged, line for line, from paramiko 3.5.1 to 5.1.0. pyproject.toml pins
+paramiko to the tested minor release: check these two before widening it.
 """
 
 from __future__ import annotations
 
 import paramiko
-from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_REQUEST
+from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_EOF, cMSG_CHANNEL_REQUEST
 
 
 def send_unless_closed(channel: paramiko.Channel, data: bytes) -> bool:
@@ -49,9 +65,11 @@ def eof_unless_closed(channel: paramiko.Channel) -> None:
     with channel.lock:
         if channel.closed or channel.eof_sent or transport is None:
             return
-        message = channel._send_eof()  # type: ignore[attr-defined]
-        if message is not None:
-            transport._send_user_message(message)  # type: ignore[attr-defined]
+        channel.eof_sent = True  # as Paramiko's own EOF does: no DATA after it
+        message = paramiko.Message()
+        message.add_byte(cMSG_CHANNEL_EOF)
+        message.add_int(channel.remote_chanid)
+        transport._send_user_message(message)  # type: ignore[attr-defined]
 
 
 def signal_unless_closed(channel: paramiko.Channel, name: str = "TERM") -> bool:

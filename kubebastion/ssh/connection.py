@@ -6,6 +6,28 @@ connection to the bastion (channels, not a new login per node: the bastion's ssh
 own connection, so every host sees exactly one login. Connections are reference counted
 and the bastion's closes last. The pool belongs to the run (``pool_of``): two runs in one
 process share no connection, and closing one leaves the other's open.
+
+Why not Fabric's own ``gateway=`` and ``forward_local`` (as in fabric 3.2.3's source; this
+is the one place that says so):
+
+* ``gateway=``: every node's ``Connection.open_gateway`` calls ``gateway.open()`` with no
+  lock, so 61 threads race to log in to the bastion (several logins; the ones not kept
+  are never closed) and a dead bastion is tried again by every node; the
+  ``direct-tcpip`` channel opens with no deadline; a handshake cut by the tunnel surfaces
+  as a bare ``EOFError``. Closing a node's connection closes its tunnel channel, and
+  Paramiko sends that EOF/CLOSE outside the channel's lock: when the bastion's sshd had
+  already freed the channel, OpenSSH dropped the *whole* bastion connection and every
+  other node failed with ``EOFError`` (seen in the lab with 61 nodes). Here the
+  channel comes from ``open_tunnel`` (deadline, named errors), the bastion connection
+  from the pool (one login, one failure shared by its waiters), and nothing is closed
+  before the run ends, jump hosts first (``ConnectionPool.close_all``).
+* ``forward_local``: its ``Tunnel`` threads ``select`` on the channel and ``sendall`` to
+  it. ``select`` makes Paramiko create the channel's pipe, whose close races the
+  transport thread and killed the bastion connection (about one ``fetch-kubeconfig`` in
+  fifteen: ``channel_socket``); ``sendall`` may send after the channel's CLOSE, which
+  OpenSSH answers by dropping the connection (``channel_send``). Its listener also polls
+  ``accept`` every 10 ms. ``channel_socket`` and ``tunnel`` do the same job within those
+  two rules.
 """
 
 from __future__ import annotations
@@ -31,6 +53,7 @@ from kubebastion.ssh.hostkeys import (
     RefuseUnknownHostKey,
     fingerprint,
     load_known_hosts,
+    trust_known_keys,
 )
 from kubebastion.ssh.keys import default_key_file, load_private_key
 from kubebastion.ssh.settings import Endpoint, SSHSettings
@@ -43,6 +66,37 @@ _FABRIC_CONFIG = fabric.Config(
     ssh_config=paramiko.SSHConfig(),
     overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}},
 )
+
+
+class Connection(fabric.Connection):  # type: ignore[misc]  # fabric has no type hints
+    """Fabric's connection, with an SFTP session that can be dropped without waiting.
+
+    Fabric keeps one SFTP session per connection and forgets it only in ``close()``. An
+    upload stalled on a cut link must fail at its deadline and leave the session behind
+    (closing it gracefully would wait out another deadline), and the next transfer must
+    open a fresh one: so the session is ours, not Fabric's ``sftp()`` cache.
+    """
+
+    # On the class: invoke's DataProxy turns setting an attribute that the class does not
+    # have into a config write.
+    _session: paramiko.SFTPClient | None = None
+
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._session is None:
+            self._session = self.client.open_sftp()
+        return self._session
+
+    def drop_sftp(self) -> None:
+        """Forget the SFTP session and close its channel, without waiting for the host."""
+        session, self._session = self._session, None
+        channel = session.get_channel() if session is not None else None
+        if channel is not None:
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                channel.close()
+
+    def close(self) -> None:
+        self.drop_sftp()
+        super().close()
 
 
 @dataclass
@@ -149,7 +203,7 @@ def connect(
         connect_kwargs["pkey"] = load_private_key(key_path)
     if sock is not None:
         connect_kwargs["sock"] = sock
-    conn = fabric.Connection(
+    conn = Connection(
         endpoint.hostname,
         user=endpoint.username,
         port=endpoint.port,
@@ -164,8 +218,8 @@ def connect(
     else:
         policy = RefuseUnknownHostKey(host_name, settings.known_hosts)
     conn.client.set_missing_host_key_policy(policy)
-    # Shared, read-only parsed known_hosts (Paramiko only looks entries up in it).
-    conn.client._host_keys = load_known_hosts(settings.known_hosts)
+    trust_known_keys(conn.client, load_known_hosts(settings.known_hosts),
+                     endpoint.hostname, endpoint.port)
     where = f"{host_name} ({endpoint.username}@{endpoint.hostname}:{endpoint.port})"
     try:
         conn.open()

@@ -47,6 +47,20 @@ def load_known_hosts(path: Path) -> paramiko.HostKeys:
         return host_keys
 
 
+def trust_known_keys(client: paramiko.SSHClient, known: paramiko.HostKeys, hostname: str,
+                     port: int) -> None:
+    """Give ``client`` the known keys of the host it is about to connect to, under the
+    name Paramiko looks up (``[host]:port`` off port 22): only that host's entries are
+    copied from the shared parsed file, which is looked up, never re-parsed."""
+    name = hostname if port == 22 else f"[{hostname}]:{port}"
+    entries = known.lookup(name)
+    if entries is None:
+        return
+    client_keys = client.get_host_keys()
+    for key_type in entries:
+        client_keys.add(name, key_type, entries[key_type])
+
+
 class RefuseUnknownHostKey(paramiko.MissingHostKeyPolicy):
     """Refuse a host absent from known_hosts, naming it and its fingerprint."""
 
