@@ -14,10 +14,9 @@ from typing import Any
 import yaml
 from nornir import InitNornir
 from nornir.core import Nornir
-from nornir.core.configuration import LoggingConfig
 from nornir.core.inventory import ConnectionOptions, Inventory
 
-from kubebastion.atomic_file import touch_private
+from kubebastion import nornir_log
 from kubebastion.cluster import Cluster, RawHost, build_cluster
 from kubebastion.errors import ConfigError
 from kubebastion.inventory_files import FILE_OPTIONS, InventoryFiles, check_simple_inventory
@@ -111,25 +110,13 @@ def build_run(config_path: Path | str = "nornir_config.yaml", *, dry_run: bool =
     if num_workers is not None:
         config.setdefault("runner", {"plugin": "threaded"}).setdefault("options", {})[
             "num_workers"] = num_workers
-    _private_log_file(config["logging"])
+    config["logging"] = nornir_log.configure(config["logging"])
     try:
         nornir = InitNornir(dry_run=dry_run, **config)
     except Exception as exc:
         raise ConfigError(f"cannot load the inventory from {config_path}: {exc}") from None
     cluster = prepare_nornir(nornir)
     return Run(nornir=nornir, cluster=cluster, config_path=config_path)
-
-
-def _private_log_file(settings: dict[str, Any]) -> None:
-    """Create Nornir's log file 0600 before Nornir opens it (its FileHandler appends, so
-    the mode stays): the file, wherever settings, environment or default put it."""
-    try:
-        logging = LoggingConfig(**settings)
-    except TypeError:
-        return  # InitNornir says what is wrong with these settings
-    log_file = Path(logging.log_file or "")
-    if logging.enabled and log_file.name and log_file.parent.is_dir():
-        touch_private(log_file)
 
 
 def prepare_nornir(nornir: Nornir) -> Cluster:
