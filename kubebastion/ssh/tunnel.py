@@ -19,14 +19,17 @@ from nornir.core import Nornir
 
 from kubebastion.api import Opener, bastion_opener
 from kubebastion.cluster import Cluster
-from kubebastion.errors import ConfigError
+from kubebastion.errors import ConfigError, SSHError
 from kubebastion.ssh.channel_socket import pump
 
 
 def _serve(client: socket.socket, opener: Opener, address: str, port: int) -> None:
+    """One client's connection, in its own thread: when the bastion cannot be reached
+    (its connection lost: ``SSHError``), the client's connection is closed and the thread
+    ends, without a traceback; the next client tries again."""
     try:
         upstream = opener(address, port)
-    except OSError:
+    except (OSError, SSHError):
         client.close()
         return
     upstream.settimeout(None)
