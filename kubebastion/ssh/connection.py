@@ -184,6 +184,41 @@ def _close_quietly(connection: fabric.Connection | None) -> None:
         connection.close()
 
 
+class TunnelSocket:
+    """A tunnel channel as the socket of the node's connection, closed without an error.
+
+    Paramiko's transport thread closes its socket as the connection ends. For a tunnel
+    that sends the channel's EOF and CLOSE over the jump host's connection, and when that
+    connection is being closed at the same moment (a run ends: the jump host's connection
+    closes first), the send raised ``EOFError`` in the node's transport thread, which died
+    on it: an unhandled exception in a thread, seen after ``sshd`` was killed under a
+    command (``tests/reliability/test_command_faults.py``). With the jump host's
+    connection gone there is nothing left to close, so this close never raises.
+    """
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self.channel = channel
+
+    def send(self, data: bytes) -> int:
+        return self.channel.send(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.channel.recv(size)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.channel.settimeout(timeout)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self.channel.close()
+
+    @property
+    def _closed(self) -> bool:
+        """Part of the socket interface Paramiko expects (``Transport.stop_thread`` reads
+        it; its own ``Channel`` and ``ProxyCommand`` have it too)."""
+        return bool(self.channel.closed)
+
+
 def connect(
     endpoint: Endpoint,
     settings: SSHSettings,
@@ -202,7 +237,7 @@ def connect(
     if key_path is not None:
         connect_kwargs["pkey"] = load_private_key(key_path)
     if sock is not None:
-        connect_kwargs["sock"] = sock
+        connect_kwargs["sock"] = TunnelSocket(sock)
     conn = Connection(
         endpoint.hostname,
         user=endpoint.username,

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import paramiko
 import pytest
 from nornir.core import Nornir
 from nornir.core.inventory import Defaults, Groups, Hosts, Inventory
@@ -119,3 +120,40 @@ def test_each_run_has_its_own_pool_shared_by_its_filtered_copies() -> None:
     first, second = empty_nornir(), empty_nornir()
     assert pool_of(first.config) is pool_of(first.filter(filter_func=lambda h: True).config)
     assert pool_of(first.config) is not pool_of(second.config)
+
+
+class DyingTunnel:
+    """A tunnel channel whose close fails, as one does while its jump host's connection
+    is being closed (Paramiko's send of the channel's CLOSE raises EOFError)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.closed = False
+
+    def send(self, data: bytes) -> int:
+        return self.sock.send(data)
+
+    def recv(self, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def settimeout(self, timeout: float | None) -> None:
+        self.sock.settimeout(timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.closed = True
+        raise EOFError
+
+
+def test_a_tunnel_that_fails_to_close_ends_the_transport_thread_cleanly(
+        tmp_path: Path) -> None:
+    """The node's transport thread closes its tunnel as it ends; an error there used to
+    kill the thread with an unhandled exception (the suite turns that into a failure)."""
+    ours, theirs = socket.socketpair()
+    theirs.close()
+    with pytest.raises(SSHError):
+        connect(Endpoint("198.18.9.9", 22, "ops"), settings(tmp_path), "k8s-w7",
+                sock=DyingTunnel(ours))  # type: ignore[arg-type]
+    for thread in threading.enumerate():
+        if isinstance(thread, paramiko.Transport):
+            thread.join(10)
