@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import fabric
 import paramiko
 from nornir.core.configuration import Config
 from nornir.core.inventory import Host
@@ -32,7 +31,7 @@ from kubebastion.ssh.channel_send import (
     send_unless_closed,
     signal_unless_closed,
 )
-from kubebastion.ssh.connection import CONNECTION_NAME
+from kubebastion.ssh.connection import CONNECTION_NAME, Connection
 
 #: Receives a streamed command's output, chunk by chunk, as it arrives.
 OutputHandler = Callable[[bytes], None]
@@ -97,7 +96,7 @@ class SSHShell:
     before reading it (sudo that needed no password), that is not an error.
     """
 
-    def __init__(self, name: str, connection: fabric.Connection, command_timeout: float) -> None:
+    def __init__(self, name: str, connection: Connection, command_timeout: float) -> None:
         self.name = name
         self.connection = connection
         self.command_timeout = command_timeout
@@ -175,11 +174,7 @@ class SSHShell:
 
     def _abandon_sftp(self) -> None:
         """Drop the SFTP session without waiting on it; the next transfer opens a new one."""
-        sftp = getattr(self.connection, "_sftp", None)
-        self.connection._sftp = None
-        if sftp is not None:
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                sftp.get_channel().close()
+        self.connection.drop_sftp()
 
     def get(self, path: str) -> bytes:
         sftp = self._sftp()
