@@ -39,6 +39,12 @@ _EXPORTS = {
     "install_admin_conf": "kubebastion.admin_conf",
     "fetch_kubeconfig": "kubebastion.kubeconfig.task",
     "verify_ready": "kubebastion.kubeconfig.verify",
+    "remove_node": "kubebastion.day2.commands",
+    "upgrade": "kubebastion.day2.commands",
+    "reset_cluster": "kubebastion.day2.commands",
+    "forget_node_host_key": "kubebastion.day2.task",
+    "remove_kubeconfig_context": "kubebastion.day2.task",
+    "forget_cluster_state": "kubebastion.day2.task",
 }
 
 __all__ = [
@@ -52,11 +58,17 @@ __all__ = [
     "check_host",
     "configure_nat",
     "fetch_kubeconfig",
+    "forget_cluster_state",
+    "forget_node_host_key",
     "gather_bastion_egress",
     "install_admin_conf",
     "prepare_kubespray",
     "prepare_nornir",
+    "remove_kubeconfig_context",
+    "remove_node",
+    "reset_cluster",
     "run_kubespray_playbook",
+    "upgrade",
     "verify_ready",
 ]
 
@@ -74,6 +86,12 @@ if TYPE_CHECKING:
     from kubebastion.admin_conf import install_admin_conf
     from kubebastion.check import check_host
     from kubebastion.cluster import Cluster
+    from kubebastion.day2.commands import remove_node, reset_cluster, upgrade
+    from kubebastion.day2.task import (
+        forget_cluster_state,
+        forget_node_host_key,
+        remove_kubeconfig_context,
+    )
     from kubebastion.deploy import DeployOptions, DeployReport
     from kubebastion.egress.task import check_egress, gather_bastion_egress
     from kubebastion.errors import KubeBastionError

@@ -69,6 +69,8 @@ class ClusterHealth:
     ready: tuple[str, ...] = ()
     not_ready: tuple[str, ...] = ()
     missing: tuple[str, ...] = ()
+    #: Every node the API lists, expected or not (a removed node must be gone from it).
+    registered: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,7 +111,8 @@ def evaluate(version: Mapping[str, Any], nodes: Mapping[str, Any],
         problems.append(f"not registered: {', '.join(missing)}")
     detail = (f"API {api_version or 'up'}, {len(ready)}/{len(expected)} nodes Ready"
               + (f" ({'; '.join(problems)})" if problems else ""))
-    return ClusterHealth(not problems, detail, api_version, ready, not_ready, missing)
+    return ClusterHealth(not problems, detail, api_version, ready, not_ready, missing,
+                         tuple(readiness))
 
 
 def tls_context(credentials: ApiCredentials) -> ssl.SSLContext:

@@ -170,6 +170,8 @@ def _kubespray_step(run: Run, options: DeployOptions,
         extra["health"] = report.health.as_dict()
     if report.reasons:
         extra["reasons"] = list(report.reasons)
+    if report.notes:
+        extra["notes"] = list(report.notes)
     return StepReport(KUBESPRAY, "", rows=report.rows, extra=extra)
 
 

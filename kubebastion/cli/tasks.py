@@ -9,8 +9,10 @@ or 2 (bad inventory or usage).
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.collection import Collection
 from invoke.context import Context
@@ -20,6 +22,7 @@ from kubebastion.check import run_check
 from kubebastion.cli.ending import (
     CONFIG_SECTION,
     DEFAULT_COMMAND,
+    FAILED_CODE,
     USAGE_CODE,
     command_name,
     exits_cleanly,
@@ -28,9 +31,13 @@ from kubebastion.cli.ending import (
 )
 from kubebastion.egress.task import run_egress_check
 from kubebastion.nat.task import run_nat
-from kubebastion.options import Port, Seconds, task
+from kubebastion.options import Port, PositiveCount, Seconds, task
 from kubebastion.ui.console import console, err_console, failed_hosts, failure_summary
 from kubebastion.ui.reports import show_admin_conf, show_check, show_fetch_kubeconfig, show_nat
+
+if TYPE_CHECKING:  # loaded when a day-two task runs (`--list` stays quick)
+    from kubebastion.day2.commands import DayTwoReport
+    from kubebastion.runtime import Run
 
 #: Relative to the current directory, as ``invoke`` would find it.
 DEFAULT_CONFIG = "nornir_config.yaml"
@@ -222,10 +229,99 @@ def tunnel(c: Context, config: str = DEFAULT_CONFIG, port: Port = 16443,
                   on_ready=lambda line: console.print(line, markup=False))
 
 
+# --- day two (docs/day-two.md) ---------------------------------------------------------------
+
+def _ask(prompt: str) -> str | None:
+    """The user's answer (the question on stderr, so --json output stays one document);
+    None when the input ended (no terminal): then nothing is confirmed."""
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip() if answer else None
+
+
+def _day_two(config: str, dry_run: bool, json: bool, ask_sudo_password: bool,
+             command: Callable[[Run, Callable[[Any], None]], DayTwoReport]) -> None:
+    """Run one day-two command (``command(run, progress)``) and end with its report."""
+    from kubebastion.ui.kubespray import ProgressPrinter
+    from kubebastion.ui.reports import show_day_two
+
+    with opened_run(config, dry_run=dry_run, ask_sudo_password=ask_sudo_password) as run:
+        report = command(run, ProgressPrinter(err_console if json else console))
+    finish(report.as_dict(), json, lambda: show_day_two(console, report),
+           failure_summary(report.command, report.rows) if report.failed else None)
+
+
+@task(help={"config": CONFIG_HELP, "yes": "do not ask for confirmation",
+            "offline": "the node is down: no reset, no drain (reset_nodes=false "
+                       "allow_ungraceful_removal=true)",
+            "dry_run": "show what would run, change nothing", "json": "machine-readable output",
+            "timeout": "seconds to wait for the node to leave the API",
+            "ask_sudo_password": SUDO_HELP})
+@exits_cleanly
+def remove_node(c: Context, name: str, config: str = DEFAULT_CONFIG, yes: bool = False,
+                offline: bool = False, dry_run: bool = False, json: bool = False,
+                timeout: Seconds = 300, ask_sudo_password: bool = False) -> None:
+    """Remove a node (still in the inventory) with kubespray's remove-node.yml."""
+    from kubebastion.day2.commands import remove_node as run_remove_node
+    from kubebastion.day2.nodes import plan_removal
+
+    def command(run: Run, progress: Callable[[Any], None]) -> DayTwoReport:
+        removal = plan_removal(run.cluster, name, offline=offline)  # refusals before asking
+        if not (yes or dry_run) and _ask(f"{removal.describe()} from cluster "
+                                         f"{run.cluster.name}? Type 'yes': ") != "yes":
+            raise Exit(f"not confirmed: {name} was not removed", FAILED_CODE)
+        return run_remove_node(run, name, offline=offline, ready_timeout=timeout,
+                               progress=progress)
+
+    _day_two(config, dry_run, json, ask_sudo_password, command)
+
+
+@task(help={"config": CONFIG_HELP,
+            "kube_version": "the Kubernetes version to upgrade to (vX.Y.Z, one minor up at most)",
+            "serial": "how many nodes to upgrade at a time (default 1)",
+            "dry_run": "show what would run, change nothing", "json": "machine-readable output",
+            "timeout": "seconds to wait for the new version and every node Ready",
+            "ask_sudo_password": SUDO_HELP})
+@exits_cleanly
+def upgrade(c: Context, kube_version: str, config: str = DEFAULT_CONFIG,
+            serial: PositiveCount = 1, dry_run: bool = False, json: bool = False,
+            timeout: Seconds = 600, ask_sudo_password: bool = False) -> None:
+    """Upgrade Kubernetes (one minor at most) with kubespray's upgrade-cluster.yml."""
+    from kubebastion.day2.commands import upgrade as run_upgrade
+
+    _day_two(config, dry_run, json, ask_sudo_password, lambda run, progress: run_upgrade(
+        run, kube_version, serial=serial, ready_timeout=timeout, progress=progress))
+
+
+@task(help={"config": CONFIG_HELP,
+            "yes_destroy": "the cluster's name: confirms without asking",
+            "all": "also remove the NAT, the kubespray checkout and its venv",
+            "context": "the kubeconfig context to remove (default: the cluster name)",
+            "dry_run": "show what would run, change nothing", "json": "machine-readable output",
+            "ask_sudo_password": SUDO_HELP})
+@exits_cleanly
+def reset(c: Context, config: str = DEFAULT_CONFIG, yes_destroy: str = "",
+          all: bool = False, context: str = "", dry_run: bool = False, json: bool = False,
+          ask_sudo_password: bool = False) -> None:
+    """Wipe the cluster with kubespray's reset.yml once you type its name."""
+    from kubebastion.day2 import reset as reset_plan
+    from kubebastion.day2.commands import reset_cluster
+
+    def command(run: Run, progress: Callable[[Any], None]) -> DayTwoReport:
+        confirmed = yes_destroy or (run.cluster.name if dry_run else
+                                    _ask(reset_plan.prompt_text(run.cluster)))
+        return reset_cluster(run, confirmed, everything=all, context=context or None,
+                             progress=progress)
+
+    _day_two(config, dry_run, json, ask_sudo_password, command)
+
+
 def collection(command: str = DEFAULT_COMMAND) -> Collection:
     """A new collection of kubebastion's tasks (add your own to it freely). ``command`` is
     how the operator runs them (``invoke``, ``kubebastion``): messages that name a command
     to run next use it."""
-    tasks = Collection(deploy, check, nat, kubespray, admin_conf, fetch_kubeconfig, tunnel)
+    tasks = Collection(deploy, check, nat, kubespray, admin_conf, fetch_kubeconfig, tunnel,
+                       remove_node, upgrade, reset)
     tasks.configure({CONFIG_SECTION: {"command": command}})
     return tasks

@@ -241,6 +241,37 @@ def merge_kubeconfig(existing: Kubeconfig, incoming: Kubeconfig, switch: bool) -
     return result
 
 
+def remove_context(config: Kubeconfig, name: str) -> Kubeconfig:
+    """``config`` without the context ``name`` and the cluster and user entries it points
+    at (unless another context still uses them): what ``invoke reset`` leaves of a file
+    that ``merge_kubeconfig`` added a cluster to. Every other entry stays as it was, in
+    order, with its comments; ``current-context`` is emptied only when it was ``name``.
+    A file without that context comes back equal."""
+    result = validate_kubeconfig(config, "kubeconfig")
+    ours = [e for e in result["contexts"] if e["name"] == name]
+    if not ours:
+        return result
+    refs = ours[0].get("context") or {}
+    kept = [e for e in result["contexts"] if e["name"] != name]
+    still_used = {(section, str((e.get("context") or {}).get(key, "")))
+                  for e in kept for section, key in (("clusters", "cluster"), ("users", "user"))}
+    for section, key in (("clusters", "cluster"), ("users", "user")):
+        target = str(refs.get(key, ""))
+        if (section, target) not in still_used:
+            _drop(result[section], target)
+    _drop(result["contexts"], name)
+    if result.get("current-context") == name:
+        result["current-context"] = ""
+    return result
+
+
+def _drop(entries: list[Any], name: str) -> None:
+    """Remove the named entries in place (a ruamel list keeps its other items' comments)."""
+    for index in reversed(range(len(entries))):
+        if entries[index].get("name") == name:
+            del entries[index]
+
+
 def _overwrite(old: Any, new: Any) -> Any:
     """``new``'s content in ``old``'s containers: a comment the file attaches to a key we
     keep (the one above the next entry hangs on the last key of this one) stays."""

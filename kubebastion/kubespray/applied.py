@@ -47,21 +47,39 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _rendered_digest(inventory: Mapping[str, str]) -> str:
+    return _sha256("".join(f"{name}\n{inventory[name]}" for name in sorted(inventory)))
+
+
 def desired_state(*, source_identity: str, requirements_sha256: str,
                   inventory: Mapping[str, str], kubespray_vars: Mapping[str, Any],
-                  api: str, checkout: str, extra_vars: Sequence[str] = ()) -> dict[str, str]:
+                  api: str, checkout: str, extra_vars: Sequence[str] = (),
+                  groups: str = "") -> dict[str, str]:
     """The digest of each part a playbook run is made from: the inventory files as they
-    are written on the bastion, and (to name the reason) the settings they come from."""
+    are written on the bastion, and (to name the reason) the settings they come from.
+    ``groups``: kubespray's groups in order (``day2.nodes.Groups``), kept in the record so
+    day two knows which nodes the cluster has; never a reason by itself."""
     return {
+        **({"groups": groups} if groups else {}),
         "source": source_identity,
         "requirements": requirements_sha256,
         "inventory": _sha256(inventory[HOSTS_FILE]),
         "kubespray_vars": _sha256(json.dumps(kubespray_vars, sort_keys=True, default=str)),
         "api": api,
-        "rendered": _sha256("".join(f"{name}\n{inventory[name]}" for name in sorted(inventory))),
+        "rendered": _rendered_digest(inventory),
         "checkout": checkout,
         "extra_vars": _sha256(json.dumps(list(extra_vars))),
     }
+
+
+def with_inventory(desired: Mapping[str, str], inventory: Mapping[str, str],
+                   groups: str) -> dict[str, str]:
+    """``desired`` with another inventory (the cluster with nodes added or removed), all
+    else equal: the state a day-two run compares with, or records."""
+    state = dict(desired)
+    state.update(inventory=_sha256(inventory[HOSTS_FILE]), groups=groups,
+                 rendered=_rendered_digest(inventory))
+    return state
 
 
 def record_text(state: Mapping[str, str]) -> str:

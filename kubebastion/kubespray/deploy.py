@@ -8,8 +8,8 @@ returned report has one row per part and host, in the order things happened.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -17,15 +17,21 @@ from nornir.core.task import AggregatedResult
 from nornir.plugins.runners import SerialRunner
 
 from kubebastion.api import ClusterHealth, poll_health
+from kubebastion.cluster import Cluster
+from kubebastion.day2 import playbooks as day2_playbooks
+from kubebastion.day2.nodes import NGINX_PROXY_NOTE, pending_additions, without_nodes
+from kubebastion.day2.versions import planned_by_inventory
 from kubebastion.errors import ConfigError
 from kubebastion.kubeconfig.verify import cluster_health
 from kubebastion.kubespray import applied, attach
 from kubebastion.kubespray.attach import RunningPlaybook
 from kubebastion.kubespray.bastion import BastionFacts
+from kubebastion.kubespray.options import PlaybookOptions
 from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent, run_stamp
 from kubebastion.kubespray.recap import recap_rows
 from kubebastion.kubespray.results import Prepared
 from kubebastion.kubespray.settings import KubespraySettings, settings_from
+from kubebastion.kubespray.sshtrust import BastionKey
 from kubebastion.kubespray.task import (
     RUNNING,
     attach_kubespray_playbook,
@@ -52,6 +58,8 @@ class KubesprayReport:
     #: Why the playbook runs; empty when it was skipped.
     reasons: list[str] = field(default_factory=list)
     preflight: PlaybookOutcome | None = None
+    #: What the user must do by hand afterwards (kubespray's docs' manual steps).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -67,7 +75,8 @@ class KubesprayReport:
                 "playbook": self.playbook.as_dict() if self.playbook else None,
                 "reasons": list(self.reasons),
                 "health": self.health.as_dict() if self.health else None,
-                "preflight": self.preflight.as_dict() if self.preflight else None}
+                "preflight": self.preflight.as_dict() if self.preflight else None,
+                "notes": list(self.notes)}
 
 
 def _rows(results: AggregatedResult, part: str | None = None) -> list[HostOutcome]:
@@ -111,30 +120,20 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
     cluster, nornir = run.cluster, run.nornir
     report = KubesprayReport()
     bastion = cluster.bastion.name
-    node_names = {n.name for n in cluster.nodes}
 
-    prepared = nornir.filter(name=bastion).run(
-        task=prepare_kubespray, name="kubespray: bastion", settings=settings, cluster=cluster,
-        operator_known_hosts=operator_known_hosts_files(nornir, cluster))
-    report.rows += _rows(prepared, "prepare")
-    if prepared[bastion].failed:
+    prepared = prepare_bastion(run, settings, report.rows)
+    if prepared is None:
         return report
-    ready: Prepared = prepared[bastion][0].result
-    facts = ready.facts
-    if ready.running is not None:
-        return _attach(run, settings, report, ready.running, on_line, progress)
+    facts = prepared.facts
+    if prepared.running is not None:
+        return _attach(run, settings, report, prepared.running, on_line, progress)
     if attach_only:
         report.rows.append(HostOutcome(bastion, OK, "no kubespray playbook runs on the "
                                        "bastion: nothing to attach to", {"part": PLAYBOOK}))
         return report
-    desired = ready.desired
-    report.reasons = applied.reasons_to_run(ready.recorded, desired)
-
-    authorized = nornir.filter(filter_func=lambda h: h.name in node_names).run(
-        task=authorize_bastion_key, name=AUTHORIZE,
-        public_key=ready.key.public_key if ready.key else None)
-    report.rows += _rows(authorized, AUTHORIZE)
-    if authorized.failed:
+    desired = prepared.desired
+    report.reasons = applied.reasons_to_run(prepared.recorded, desired)
+    if not authorize_nodes(run, prepared.key, report.rows):
         return report
 
     stamp = run_stamp()
@@ -142,8 +141,20 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
         _run_preflight(run, settings, facts, stamp, report, on_line, progress)
         return report
 
-    report.health = cluster_health(nornir, cluster)
+    # Day two: nodes added to the inventory, and nothing else changed, are added alone
+    # (their absence does not make the rest of the cluster unhealthy).
+    additions = (pending_additions(prepared.recorded, desired, cluster)
+                 if report.reasons and not settings.force
+                 and settings.playbook == PlaybookOptions() else None)
+    report.health = cluster_health(nornir, cluster if additions is None
+                                   else without_nodes(cluster, additions.nodes))
     report.rows.append(health_row(report.health))
+    if additions is not None and report.health.healthy:
+        report.reasons = [additions.describe()]
+        if not additions.needs_cluster_yml:
+            return _add_workers(run, settings, report, facts, desired, additions.workers,
+                                stamp, progress)
+        report.notes.append(NGINX_PROXY_NOTE)
     if not report.health.healthy:
         report.reasons.append(f"the cluster is not healthy ({report.health.detail})")
     if settings.force:
@@ -153,6 +164,7 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
             bastion, OK, "skipped: the last successful run was made from this exact state "
             "and the cluster is healthy (--force runs it anyway)", {"part": PLAYBOOK}))
         return report
+    options = _upgrade_options(cluster, report.health, settings, report.reasons)
 
     if settings.preflight and not _run_preflight(run, settings, facts, stamp, report,
                                                  on_line, progress):
@@ -161,8 +173,89 @@ def _deploy_kubespray(run: Run, settings: KubespraySettings,
     # which stops the remote playbook instead of leaving it running.
     played = nornir.filter(name=bastion).with_runner(SerialRunner()).run(
         task=run_kubespray_playbook, name=PLAYBOOK, settings=settings, cluster=cluster,
-        facts=facts, stamp=stamp, on_line=on_line, progress=progress)
+        facts=facts, stamp=stamp, on_line=on_line, progress=progress, options=options)
     return _after_playbook(run, settings, report, played, (facts, desired))
+
+
+def _upgrade_options(cluster: Cluster, health: ClusterHealth, settings: KubespraySettings,
+                     reasons: list[str]) -> PlaybookOptions | None:
+    """``upgrade-cluster.yml`` instead of cluster.yml when ``kube_version`` in
+    kubespray_vars is newer than what the API runs (see ``day2.versions``); None:
+    cluster.yml as usual."""
+    plan = (planned_by_inventory(cluster.kubespray_vars.get("kube_version"),
+                                 health.api_version) if health.healthy else None)
+    if plan is None:
+        return None
+    reasons.append(f"{plan.describe()} (upgrade-cluster.yml, one node at a time)")
+    upgrade = day2_playbooks.upgrade(str(plan.target))
+    return replace(settings.playbook, playbook=upgrade.playbook,
+                   extra_vars=settings.playbook.extra_vars + upgrade.extra_vars)
+
+
+def _add_workers(run: Run, settings: KubespraySettings, report: KubesprayReport,
+                 facts: BastionFacts, desired: dict[str, str], workers: Sequence[str],
+                 stamp: str, progress: Callable[[ProgressEvent], None] | None
+                 ) -> KubesprayReport:
+    """kubespray's way to add workers (docs/operations/nodes.md): every host's facts
+    refreshed, then ``scale.yml --limit=<the new workers>``; the other nodes are not
+    touched. Then the record learns the new nodes and every node must be Ready."""
+    cluster, bastion = run.cluster, run.cluster.bastion.name
+    for options in (day2_playbooks.facts_refresh(), day2_playbooks.scale(workers)):
+        part = options.playbook
+        played = run.nornir.filter(name=bastion).with_runner(SerialRunner()).run(
+            task=run_kubespray_playbook, name=part, settings=settings, cluster=cluster,
+            facts=facts, stamp=f"{stamp}-{PurePosixPath(part).stem}", progress=progress,
+            options=options)
+        outcome = played[bastion][0].result
+        if not isinstance(outcome, PlaybookOutcome):  # dry run, or it could not start
+            report.rows += _rows(played, part)
+            if played.failed:
+                return report
+            continue
+        report.playbook = outcome
+        report.rows += recap_rows(outcome, [n.name for n in cluster.nodes], part)
+        report.rows += [_with_reasons(row, report.reasons) for row in _rows(played, part)]
+        if played.failed:
+            return report
+    if run.nornir.data.dry_run:
+        return report
+    recorded = run.nornir.filter(name=bastion).run(
+        task=record_applied, name="record the run", settings=settings, cluster=cluster,
+        facts=facts, desired=desired)
+    if recorded.failed:
+        report.rows.append(HostOutcome(bastion, OK, "could not record this successful run; "
+                                       "the next run will play again", {"part": PLAYBOOK}))
+    report.health = poll_health(lambda: cluster_health(run.nornir, cluster),
+                                settings.ready_timeout)
+    report.rows.append(HostOutcome("cluster", OK if report.health.healthy else FAILED,
+                                   report.health.detail, {"part": HEALTH}))
+    return report
+
+
+def prepare_bastion(run: Run, settings: KubespraySettings,
+                    rows: list[HostOutcome]) -> Prepared | None:
+    """``prepare_kubespray`` on the bastion, its rows added to ``rows``; its result (facts,
+    key, desired and recorded state, a running playbook), or None when it failed."""
+    bastion = run.cluster.bastion.name
+    prepared = run.nornir.filter(name=bastion).run(
+        task=prepare_kubespray, name="kubespray: bastion", settings=settings,
+        cluster=run.cluster, operator_known_hosts=operator_known_hosts_files(run.nornir,
+                                                                            run.cluster))
+    rows += _rows(prepared, "prepare")
+    if prepared[bastion].failed:
+        return None
+    result: Prepared = prepared[bastion][0].result
+    return result
+
+
+def authorize_nodes(run: Run, key: BastionKey | None, rows: list[HostOutcome]) -> bool:
+    """The bastion's key in every node's authorized_keys (a node that has it: no change);
+    False when a node failed."""
+    node_names = {n.name for n in run.cluster.nodes}
+    authorized = run.nornir.filter(filter_func=lambda h: h.name in node_names).run(
+        task=authorize_bastion_key, name=AUTHORIZE, public_key=key.public_key if key else None)
+    rows += _rows(authorized, AUTHORIZE)
+    return not authorized.failed
 
 
 def _attach(run: Run, settings: KubespraySettings, report: KubesprayReport,

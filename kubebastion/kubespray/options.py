@@ -26,6 +26,9 @@ from kubebastion.kubespray.inventory import check_kubespray_vars
 #: kubernetes/preinstall's assertions ``asserts`` (roles/kubernetes/preinstall/tasks/
 #: main.yml, 0040-verify-settings.yml). Run against real v2.31.0 on lab nodes: changed=0.
 PREFLIGHT_TAGS = ("facts", "asserts")
+CLUSTER_PLAYBOOK = "cluster.yml"
+FACTS_PLAYBOOK = "playbooks/facts.yml"
+SCALE_PLAYBOOK = "scale.yml"
 
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 #: ansible host patterns: names, groups, globs, ranges, ``:``/``,`` unions, ``!``/``&``.
@@ -35,12 +38,15 @@ _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass(frozen=True)
 class PlaybookOptions:
-    """Additions to ``ansible-playbook ... cluster.yml -b``; empty adds nothing."""
+    """Additions to ``ansible-playbook ... cluster.yml -b``; empty adds nothing.
+    ``playbook``: which of kubespray's playbooks (day two runs scale.yml, remove-node.yml,
+    upgrade-cluster.yml, reset.yml, playbooks/facts.yml; see ``kubebastion.day2``)."""
 
     tags: tuple[str, ...] = ()
     skip_tags: tuple[str, ...] = ()
     limit: str = ""
     extra_vars: tuple[str, ...] = ()
+    playbook: str = CLUSTER_PLAYBOOK
 
     def argv(self) -> list[str]:
         args: list[str] = []
@@ -64,9 +70,17 @@ class PlaybookOptions:
         return self.tags == PREFLIGHT_TAGS and not self.skip_tags
 
     @property
+    def keeps_record(self) -> bool:
+        """Leaves what the last successful run recorded (``applied``) true: kubespray's own
+        checks and facts change nothing, and ``scale.yml --limit`` touches only the new
+        nodes, which the record does not hold yet."""
+        return (self.is_preflight or self.playbook == FACTS_PLAYBOOK
+                or (self.playbook == SCALE_PLAYBOOK and bool(self.limit)))
+
+    @property
     def plays_everything(self) -> bool:
         """No tags chosen or skipped: the whole of cluster.yml (on the hosts limited to)."""
-        return not self.tags and not self.skip_tags
+        return not self.tags and not self.skip_tags and self.playbook == CLUSTER_PLAYBOOK
 
     def describe(self) -> str:
         return " ".join(shlex.quote(a) for a in self.argv())

@@ -325,19 +325,23 @@ def private_dir_command(path: str) -> str:
     return f"umask 077 && mkdir -p {quote(path)} && chmod 700 {quote(path)}"
 
 
-def playbook_argv(venv_dir: str, cluster_name: str, extra: Sequence[str] = ()) -> list[str]:
-    """``extra``: the user's --tags/--skip-tags/--limit/-e (``PlaybookOptions.argv``)."""
+def playbook_argv(venv_dir: str, cluster_name: str, extra: Sequence[str] = (),
+                  playbook: str = "cluster.yml") -> list[str]:
+    """``extra``: the user's --tags/--skip-tags/--limit/-e (``PlaybookOptions.argv``);
+    ``playbook``: relative to the checkout (day two runs others than cluster.yml)."""
     return [str(PurePosixPath(venv_dir) / "bin/ansible-playbook"),
-            "-i", f"inventory/{cluster_name}/hosts.yaml", "cluster.yml", "-b", *extra]
+            "-i", f"inventory/{cluster_name}/hosts.yaml", playbook, "-b", *extra]
 
 
 def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, str],
-                    timeout: float, extra: Sequence[str] = ()) -> str:
+                    timeout: float, extra: Sequence[str] = (),
+                    playbook: str = "cluster.yml") -> str:
     """The playbook in the background, followed live. Its process keeps running when our
     connection dies (so does this script, waiting for it to write its exit status): the
     next run re-attaches to it (``attach``)."""
     log, pid, run_file = quote(paths.log), quote(paths.pid_file), quote(paths.run_file)
-    argv = " ".join(quote(a) for a in playbook_argv(paths.venv_dir, cluster_name, extra))
+    argv = " ".join(quote(a) for a in playbook_argv(paths.venv_dir, cluster_name, extra,
+                                                    playbook))
     exports = " ".join(f"{k}={quote(v)}" for k, v in env.items())
     cleanup = f"rm -f {pid} {run_file}"
     if "ANSIBLE_BECOME_PASSWORD_FILE" in env:
@@ -369,9 +373,9 @@ def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, s
 
 
 def display_command(cluster_name: str, venv_dir: str, checkout_dir: str,
-                    extra: Sequence[str] = ()) -> str:
+                    extra: Sequence[str] = (), playbook: str = "cluster.yml") -> str:
     """The command as the operator would type it (for --dry-run and the report)."""
-    argv = " ".join(quote(a) for a in playbook_argv(venv_dir, cluster_name, extra))
+    argv = " ".join(quote(a) for a in playbook_argv(venv_dir, cluster_name, extra, playbook))
     return f"cd {quote(checkout_dir)} && {argv}"
 
 

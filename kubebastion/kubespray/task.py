@@ -21,6 +21,7 @@ from nornir.core.task import Result, Task
 
 from kubebastion.atomic_file import touch_private
 from kubebastion.cluster import Cluster
+from kubebastion.day2.nodes import Groups
 from kubebastion.errors import RemoteCommandError, StepError
 from kubebastion.interrupt import activity
 from kubebastion.kubespray import applied, attach
@@ -343,7 +344,7 @@ def prepare_kubespray(task: Task, settings: KubespraySettings, cluster: Cluster,
         source_identity=source.identity, requirements_sha256=venv.requirements_sha256,
         inventory=render_kubespray_inventory(cluster), kubespray_vars=cluster.kubespray_vars,
         api=f"{cluster.api_address or ''}:{cluster.api_port}", checkout=layout.checkout,
-        extra_vars=settings.playbook.extra_vars)
+        extra_vars=settings.playbook.extra_vars, groups=Groups.of(cluster).as_text())
     recorded = applied.parse_record(read_file(
         shell_for(task), applied.record_path(layout.logs, cluster.name)))
     return Result(host=task.host, result=Prepared(facts, key.key, None, desired, recorded))
@@ -377,15 +378,17 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
     paths = pb.playbook_paths(layout.checkout, layout.venv, layout.logs, stamp)
     chosen = settings.playbook if options is None else options
     extra = chosen.argv()
-    shown = pb.display_command(cluster.name, layout.venv, layout.checkout, extra)
+    shown = pb.display_command(cluster.name, layout.venv, layout.checkout, extra,
+                               chosen.playbook)
     forks = choose_forks(len(cluster.nodes), facts.cpus, facts.mem_available_mb,
                          settings.forks)
     if task.is_dry_run():
         return Result(host=task.host, changed=True,
                       diff=f"would run: {shown} (forks {forks.value}: {forks.reason})")
     # From here on the last successful run no longer describes the cluster (see applied),
-    # unless this run only checks (kubespray's facts and assertions change nothing).
-    if not chosen.is_preflight:
+    # unless this run only checks (kubespray's facts and assertions change nothing) or
+    # adds workers the record does not hold yet.
+    if not chosen.keeps_record:
         run(shell, applied.clear_command(applied.record_path(layout.logs, cluster.name)))
     local_log = settings.log_dir / f"kubespray-{stamp}.log"
     password = sudo_password()
@@ -397,7 +400,8 @@ def run_kubespray_playbook(task: Task, settings: KubespraySettings, cluster: Clu
         shell.put(password.reveal().encode(), password_file)
     env = pb.playbook_environment(known_hosts=layout.known_hosts, private_key=layout.key,
                                   password_file=password_file, forks=forks.value)
-    script = pb.playbook_script(paths, cluster.name, env, settings.timeout, extra)
+    script = pb.playbook_script(paths, cluster.name, env, settings.timeout, extra,
+                                chosen.playbook)
     started = time.monotonic()
     try:
         # Interrupted, the playbook is stopped too: ``timeout`` put it in a process group

@@ -116,5 +116,8 @@ def show_deploy(console: Console, report: DeployReport) -> None:
     fetched = next((s for s in report.steps if s.name == "fetch-kubeconfig"), None)
     if fetched is not None and fetched.extra.get("kubectl"):
         kubectl_on_bastion(console, str(fetched.extra["kubectl"]))
+    for step in report.steps:  # kubespray's manual steps (nginx-proxy after a control plane)
+        for note in step.extra.get("notes", []):
+            console.print(f"note: {escape(str(note))}", soft_wrap=True)
     if report.next_command():
         console.print(f"next: {report.next_command()}")

@@ -14,6 +14,7 @@ from kubebastion.report import CHANGED, FAILED, HostOutcome
 from kubebastion.ui.console import node_table, outcome_table
 
 if TYPE_CHECKING:  # the fetch step's modules load only when it runs (`--list` stays quick)
+    from kubebastion.day2.commands import DayTwoReport
     from kubebastion.kubeconfig.task import FetchReport
 
 
@@ -78,3 +79,13 @@ def show_fetch_kubeconfig(console: Console, report: FetchReport) -> None:
         kubectl_on_bastion(console, report.kubectl)
     elif report.nodes:
         console.print(node_table(report.nodes))
+
+
+def show_day_two(console: Console, report: DayTwoReport) -> None:
+    """remove-node, upgrade, reset: the plan, a row per part and host, what to do next."""
+    if report.plan:
+        console.print(f"[bold]plan[/]: {escape(report.plan)}"
+                      + (" (dry run: nothing was changed)" if report.dry_run else ""))
+    console.print(outcome_table(report.command, report.rows, ["part"]))
+    for note in report.notes:
+        console.print(f"next: {escape(note)}", soft_wrap=True)

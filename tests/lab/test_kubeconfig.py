@@ -25,15 +25,18 @@ import yaml
 
 import lab
 from tests.lab import helpers
-from tests.lab.helpers import INVOKE, REPO, as_root, invoke_kubespray, write_config
+from tests.lab.helpers import (
+    INVOKE,
+    REPO,
+    as_root,
+    as_user,
+    invoke_kubespray,
+    write_config,
+)
 
 pytestmark = pytest.mark.lab
 
 invoke = partial(helpers.invoke, timeout=180, columns=False)
-
-
-def as_user(state: lab.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
-    return lab.host_exec(state, host, ["su", "-", state.user, "-c", command], timeout=60)
 
 
 def bastion_config(state: lab.LabState) -> str:

@@ -46,6 +46,7 @@ def test_every_expected_node_ready_is_healthy() -> None:
     nodes = {"items": [node("k8s-m0", "True"), node("k8s-w0", "True"), node("extra", "False")]}
     health = evaluate(VERSION, nodes, ["k8s-m0", "k8s-w0"])
     assert health.healthy and health.detail == "API v1.33.4-lab, 2/2 nodes Ready"
+    assert health.registered == ("k8s-m0", "k8s-w0", "extra")  # what remove-node checks
 
 
 def test_not_ready_and_missing_nodes_are_named() -> None:

@@ -17,7 +17,8 @@ from kubebastion.cli import collection, program
 from kubebastion.cli.ending import command_name
 
 KUBEBASTION = str(Path(sys.executable).with_name("kubebastion"))
-STEPS = {"deploy", "check", "nat", "kubespray", "admin-conf", "fetch-kubeconfig", "tunnel"}
+STEPS = {"deploy", "check", "nat", "kubespray", "admin-conf", "fetch-kubeconfig", "tunnel",
+         "remove-node", "upgrade", "reset"}
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

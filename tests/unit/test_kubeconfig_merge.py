@@ -31,6 +31,7 @@ from kubebastion.kubeconfig.merge import (
     kubeconfig_client_key_pem,
     merge_kubeconfig,
     parse_kubeconfig,
+    remove_context,
     rename_entries,
     resolve_context,
     rewrite_server,
@@ -495,3 +496,40 @@ def test_values_yaml_1_1_would_misread_are_quoted(value: str) -> None:
 def test_an_unchanged_document_dumps_as_the_file_was() -> None:
     text = (CASES / "existing_commented.yaml").read_text()
     assert dump_kubeconfig(parse_kubeconfig(text, "existing_commented.yaml")) == text
+
+
+# --- reset: our context leaves, everything else stays byte for byte -----------------------
+
+
+def _has_context(config: Kubeconfig, name: str) -> bool:
+    return any(entry["name"] == name for entry in config["contexts"])
+
+
+#: Cases that added our context to a file without it and left its current context alone
+#: (a switched current context cannot be given back: the file no longer says what it was).
+ADDED_CASES = [p for p in CASE_FILES if (lambda s: s["existing"] and not s["switch"] and not
+               _has_context(load(s["existing"]), s["name"]))(yaml.safe_load(p.read_text()))]
+
+
+@pytest.mark.parametrize("case", ADDED_CASES, ids=[p.stem for p in ADDED_CASES])
+def test_removing_the_merged_context_gives_back_the_file_byte_for_byte(case: Path) -> None:
+    spec = yaml.safe_load(case.read_text())
+    merged = parse_kubeconfig((CASES / spec["expected"]).read_text(), spec["expected"])
+    removed = remove_context(merged, spec["name"])
+    assert dump_kubeconfig(removed) == (CASES / spec["existing"]).read_text()
+    assert remove_context(removed, spec["name"]) == removed
+
+
+def test_removing_a_context_keeps_entries_another_context_uses() -> None:
+    config = parse_kubeconfig(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+        "clusters": [{"name": "shared", "cluster": {"server": "https://198.18.1.10:6443"}}],
+        "users": [{"name": "shared", "user": {"token": "t"}}],
+        "contexts": [{"name": "lab", "context": {"cluster": "shared", "user": "shared"}},
+                     {"name": "other", "context": {"cluster": "shared", "user": "shared"}}],
+    }), "two contexts")
+    removed = remove_context(config, "lab")
+    assert [e["name"] for e in removed["contexts"]] == ["other"]
+    assert [e["name"] for e in removed["clusters"]] == ["shared"]
+    assert [e["name"] for e in removed["users"]] == ["shared"]
+    assert removed["current-context"] == ""
