@@ -19,7 +19,7 @@ from tests.unit.test_day2_nodes import cluster_of
 
 LAYOUT = RemoteLayout(checkout="/h/kubespray", venv="/h/venv", logs="/h/logs",
                       key="/h/.ssh/id_ed25519", known_hosts="/h/.ssh/kubebastion_known_hosts",
-                      wheel_cache="/h/.cache")
+                      wheel_cache="/h/.cache", uv_tool="/h/.local/uv")
 
 
 @pytest.mark.parametrize(("typed", "message"), [
