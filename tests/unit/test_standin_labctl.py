@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import ModuleType
@@ -259,8 +260,33 @@ def test_daemon_names_the_process_that_holds_its_port(tmp_path: Path) -> None:
     port = holder.getsockname()[1]
     try:
         proc = run_labctl("daemon", f"--pidfile={tmp_path / 'x.pid'}", f"--log={tmp_path / 'log'}",
-                          f"--wait-port={port}", "--", sys.executable, "-c", "pass")
+                          f"--wait-port={port}", "--port-free-wait=1", "--",
+                          sys.executable, "-c", "pass")
     finally:
         holder.close()
     assert proc.returncode == 1
     assert f"port {port} is already taken by another process: pid {os.getpid()} (" in proc.stderr
+
+
+def test_daemon_waits_for_a_slow_old_holder_to_let_go_of_its_port(tmp_path: Path) -> None:
+    """An old API server still exiting under load holds the port a while after ``stop``: the
+    restart waits for it (up to ``--port-free-wait``) instead of failing at once."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    release = threading.Timer(1.5, holder.close)
+    release.start()
+    pidfile = tmp_path / "l.pid"
+    script = tmp_path / "listen.py"
+    script.write_text(LISTENER)
+    try:
+        proc = run_labctl("daemon", f"--pidfile={pidfile}", f"--log={tmp_path / 'log'}",
+                          f"--wait-port={port}", "--port-free-wait=20", "--",
+                          sys.executable, str(script), str(port))
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["changed"] is True
+    finally:
+        release.cancel()
+        holder.close()
+        run_labctl("stop", f"--pidfile={pidfile}")

@@ -361,6 +361,11 @@ def cmd_daemon(a: argparse.Namespace) -> None:
     if rec is not None and rec.get("fingerprint") == digest.hexdigest():
         return out(changed=False, pid=rec["pid"])
     stop(pidfile)
+    # An old server that is still exiting (slow under load) lets go of the port soon: wait
+    # for that, then name whoever still holds it.
+    free_by = time.monotonic() + a.port_free_wait
+    while a.wait_port and port_open(a.wait_port) and time.monotonic() < free_by:
+        time.sleep(0.2)
     if a.wait_port and port_open(a.wait_port):
         sys.exit(f"labctl: port {a.wait_port} is already taken by another process: "
                  f"{port_holders(a.wait_port) or 'not found in /proc'}")
@@ -467,6 +472,8 @@ def main() -> None:
     c.add_argument("--log", required=True)
     c.add_argument("--watch", action="append", default=[], help="restart when this changes")
     c.add_argument("--wait-port", type=int, default=0)
+    c.add_argument("--port-free-wait", type=float, default=START_TIMEOUT,
+                   help="seconds to wait for an old holder of --wait-port to let go")
     c.add_argument("argv", nargs=argparse.REMAINDER)
     c = sub.add_parser("stop")
     c.add_argument("--pidfile", required=True)
