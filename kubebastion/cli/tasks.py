@@ -45,9 +45,15 @@ CONFIG_HELP = "Nornir config file"
 SUDO_HELP = "prompt for the sudo password"
 
 
-@task(help={"config": CONFIG_HELP, "json": "machine-readable output",
-            "ask_sudo_password": SUDO_HELP,
-            "egress": "also check that every node reaches the egress targets"})
+def common_help(**specific: str) -> dict[str, str]:
+    """The help of the options most tasks share (config, json, sudo password), plus the
+    task's own: one wording for the same option everywhere."""
+    return {"config": CONFIG_HELP, "json": "machine-readable output",
+            "ask_sudo_password": SUDO_HELP, **specific}
+
+
+@task(help=common_help(
+        egress="also check that every node reaches the egress targets"))
 @exits_cleanly
 def check(c: Context, config: str = DEFAULT_CONFIG, json: bool = False,
           ask_sudo_password: bool = False, egress: bool = False) -> None:
@@ -65,9 +71,9 @@ def check(c: Context, config: str = DEFAULT_CONFIG, json: bool = False,
            "\n".join(failures))
 
 
-@task(help={"config": CONFIG_HELP, "dry_run": "show the diff, change nothing",
-            "remove": "undo exactly what nat added", "json": "machine-readable output",
-            "ask_sudo_password": SUDO_HELP})
+@task(help=common_help(
+        dry_run="show the diff, change nothing",
+        remove="undo exactly what nat added"))
 @exits_cleanly
 def nat(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False, remove: bool = False,
         json: bool = False, ask_sudo_password: bool = False) -> None:
@@ -78,26 +84,24 @@ def nat(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False, remove:
            failure_summary("nat", rows) if failed_hosts(rows) else None)
 
 
-@task(help={"config": CONFIG_HELP, "dry_run": "show the inventory diff and the "
-            "commands, change nothing", "force": "run the playbook even if the cluster is up",
-            "render_to": "only write the rendered kubespray inventory to this folder",
-            "source": "kubespray git URL, local checkout or tarball (to upload)",
-            "version": "kubespray tag or branch to clone (default v2.31.0)",
-            "wheelhouse": "build the venv offline from wheels downloaded here",
-            "timeout": "playbook timeout in seconds (default: the kubespray timeout "
-                       "setting, 3600)", "log_dir": "local copy of the logs",
-            "json": "machine-readable output",
-            "attach": "only wait for a playbook that a lost run left running, and report it",
-            "ask_sudo_password": SUDO_HELP,
-            "preflight": "only kubespray's own checks: cluster.yml --tags facts,asserts",
-            "skip_preflight": "do not run those checks before the long run",
-            "tags": "ansible-playbook --tags (comma-separated)",
-            "skip_tags": "ansible-playbook --skip-tags (comma-separated)",
-            "limit": "ansible-playbook --limit (host pattern)",
-            "extra_vars": "ansible-playbook -e: 'key=value ...' or JSON (more: the "
-                          "kubespray extra_vars setting)",
-            "source_sha256": "the tarball source's expected sha256, checked before upload"},
-)
+@task(help=common_help(
+        dry_run="show the inventory diff and the commands, change nothing",
+        force="run the playbook even if the cluster is up",
+        render_to="only write the rendered kubespray inventory to this folder",
+        source="kubespray git URL, local checkout or tarball (to upload)",
+        version="kubespray tag or branch to clone (default v2.31.0)",
+        wheelhouse="build the venv offline from wheels downloaded here",
+        timeout="playbook timeout in seconds (default: the kubespray timeout setting, 3600)",
+        log_dir="local copy of the logs",
+        attach="only wait for a playbook that a lost run left running, and report it",
+        preflight="only kubespray's own checks: cluster.yml --tags facts,asserts",
+        skip_preflight="do not run those checks before the long run",
+        tags="ansible-playbook --tags (comma-separated)",
+        skip_tags="ansible-playbook --skip-tags (comma-separated)",
+        limit="ansible-playbook --limit (host pattern)",
+        extra_vars="ansible-playbook -e: 'key=value ...' or JSON (more: the "
+            "kubespray extra_vars setting)",
+        source_sha256="the tarball source's expected sha256, checked before upload"))
 @exits_cleanly
 def kubespray(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
               force: bool = False, render_to: str = "", source: str = "", version: str = "",
@@ -174,8 +178,8 @@ def deploy(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
            f"deploy failed at step {failed.name}: {failed.detail}" if failed else None)
 
 
-@task(help={"config": CONFIG_HELP, "dry_run": "show what would change",
-            "json": "machine-readable output", "ask_sudo_password": SUDO_HELP})
+@task(help=common_help(
+        dry_run="show what would change"))
 @exits_cleanly
 def admin_conf(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
                json: bool = False, ask_sudo_password: bool = False) -> None:
@@ -189,14 +193,14 @@ def admin_conf(c: Context, config: str = DEFAULT_CONFIG, dry_run: bool = False,
 
 
 @task(optional=["local"],
-      help={"config": CONFIG_HELP, "context": "context name (default: cluster name)",
-            "no_switch": "do not make it the current context",
-            "local": "also merge a tunnel context into this local kubeconfig "
-                     "(default ~/.kube/config)",
-            "tunnel_port": "local port of the tunnel task for the --local context",
-            "timeout": "seconds to wait for every node Ready",
-            "dry_run": "show what would change", "json": "machine-readable output",
-            "ask_sudo_password": SUDO_HELP})
+      help=common_help(
+              context="context name (default: cluster name)",
+              no_switch="do not make it the current context",
+              local="also merge a tunnel context into this local kubeconfig "
+                  "(default ~/.kube/config)",
+              tunnel_port="local port of the tunnel task for the --local context",
+              timeout="seconds to wait for every node Ready",
+              dry_run="show what would change"))
 @exits_cleanly
 def fetch_kubeconfig(c: Context, config: str = DEFAULT_CONFIG, context: str = "",
                      no_switch: bool = False, local: Any = None, tunnel_port: Port = 16443,
@@ -252,12 +256,12 @@ def _day_two(config: str, dry_run: bool, json: bool, ask_sudo_password: bool,
            failure_summary(report.command, report.rows) if report.failed else None)
 
 
-@task(help={"config": CONFIG_HELP, "yes": "do not ask for confirmation",
-            "offline": "the node is down: no reset, no drain (reset_nodes=false "
-                       "allow_ungraceful_removal=true)",
-            "dry_run": "show what would run, change nothing", "json": "machine-readable output",
-            "timeout": "seconds to wait for the node to leave the API",
-            "ask_sudo_password": SUDO_HELP})
+@task(help=common_help(
+        yes="do not ask for confirmation",
+        offline="the node is down: no reset, no drain (reset_nodes=false "
+            "allow_ungraceful_removal=true)",
+        dry_run="show what would run, change nothing",
+        timeout="seconds to wait for the node to leave the API"))
 @exits_cleanly
 def remove_node(c: Context, name: str, config: str = DEFAULT_CONFIG, yes: bool = False,
                 offline: bool = False, dry_run: bool = False, json: bool = False,
@@ -277,12 +281,11 @@ def remove_node(c: Context, name: str, config: str = DEFAULT_CONFIG, yes: bool =
     _day_two(config, dry_run, json, ask_sudo_password, command)
 
 
-@task(help={"config": CONFIG_HELP,
-            "kube_version": "the Kubernetes version to upgrade to (vX.Y.Z, one minor up at most)",
-            "serial": "how many nodes to upgrade at a time (default 1)",
-            "dry_run": "show what would run, change nothing", "json": "machine-readable output",
-            "timeout": "seconds to wait for the new version and every node Ready",
-            "ask_sudo_password": SUDO_HELP})
+@task(help=common_help(
+        kube_version="the Kubernetes version to upgrade to (vX.Y.Z, one minor up at most)",
+        serial="how many nodes to upgrade at a time (default 1)",
+        dry_run="show what would run, change nothing",
+        timeout="seconds to wait for the new version and every node Ready"))
 @exits_cleanly
 def upgrade(c: Context, kube_version: str, config: str = DEFAULT_CONFIG,
             serial: PositiveCount = 1, dry_run: bool = False, json: bool = False,
@@ -294,12 +297,11 @@ def upgrade(c: Context, kube_version: str, config: str = DEFAULT_CONFIG,
         run, kube_version, serial=serial, ready_timeout=timeout, progress=progress))
 
 
-@task(help={"config": CONFIG_HELP,
-            "yes_destroy": "the cluster's name: confirms without asking",
-            "all": "also remove the NAT, the kubespray checkout and its venv",
-            "context": "the kubeconfig context to remove (default: the cluster name)",
-            "dry_run": "show what would run, change nothing", "json": "machine-readable output",
-            "ask_sudo_password": SUDO_HELP})
+@task(help=common_help(
+        yes_destroy="the cluster's name: confirms without asking",
+        all="also remove the NAT, the kubespray checkout and its venv",
+        context="the kubeconfig context to remove (default: the cluster name)",
+        dry_run="show what would run, change nothing"))
 @exits_cleanly
 def reset(c: Context, config: str = DEFAULT_CONFIG, yes_destroy: str = "",
           all: bool = False, context: str = "", dry_run: bool = False, json: bool = False,
