@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -114,8 +115,8 @@ def config(real_lab: lab.LabState, tarball: Path,
 @pytest.fixture(scope="module")
 def venv_build(real_lab: lab.LabState, config: Path) -> dict[str, float]:
     """kubebastion's source and venv parts on a clean bastion, the venv timed: wheels
-    from the operator's cache (downloaded once per requirements digest), uploaded, pip
-    install --no-index on the bastion."""
+    from the operator's cache (downloaded once per requirements digest), sent as one
+    stream, installed --no-index on the bastion by uv (or pip where uv cannot run)."""
     os.environ[kb_secrets.SUDO_PASSWORD_ENV] = SUDO_PASSWORD
     run = build_run(str(config))
     try:
@@ -143,7 +144,7 @@ def venv_build(real_lab: lab.LabState, config: Path) -> dict[str, float]:
     size = int(as_root(real_lab, "bastion", f"du -sbL {home}/kubespray-venv/").stdout.split()[0])
     wheel_bytes = sum(p.stat().st_size for p in wh.wheel_files(wheels))
     record_figure(f"real kubespray v2.31.0 venv (ansible 11.13.0): built on the lab bastion "
-                  f"in {build:.1f} s (wheelhouse upload + pip install --no-index), "
+                  f"in {build:.1f} s (wheelhouse sent, then uv or pip install --no-index), "
                   f"{size / 1e6:.0f} MB; wheels {wheel_bytes / 1e6:.0f} MB "
                   f"({len(wh.wheel_files(wheels))} files, operator side {download:.1f} s)")
     return {"build": build, "size": size}
@@ -160,8 +161,11 @@ def preflight(venv_build: dict[str, float], config: Path) -> Invocation:
 
 def test_the_venv_is_the_real_one(venv_build: dict[str, float], real_lab: lab.LabState) -> None:
     home = f"/home/{real_lab.user}"
-    versions = as_root(real_lab, "bastion", f"{home}/kubespray-venv/bin/python -m pip list "
-                       "--format=freeze 2>/dev/null").stdout.split()
+    # importlib.metadata, not pip: a venv built by uv has no pip in it.
+    listing = ("import importlib.metadata as m; "
+               "print(*sorted(f'{d.name}=={d.version}' for d in m.distributions()))")
+    versions = as_root(real_lab, "bastion",
+                       f"{home}/kubespray-venv/bin/python -c {shlex.quote(listing)}").stdout.split()
     assert {"ansible==11.13.0", "cryptography==46.0.7", "jmespath==1.1.0",
             "netaddr==1.3.0"} <= set(versions)
     assert any(v.startswith("ansible-core==2.18.") for v in versions)
