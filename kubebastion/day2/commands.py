@@ -10,7 +10,7 @@ Adding nodes is part of ``deploy`` (``kubespray.deploy``): the inventory says wh
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from nornir.plugins.runners import SerialRunner
@@ -173,9 +173,8 @@ def _gone(run: Run, remaining: Cluster, node: str) -> ClusterHealth:
     """Healthy when the remaining nodes are Ready and ``node`` is no longer registered."""
     health = cluster_health(run.nornir, remaining)
     if node in health.registered:
-        return ClusterHealth(False, f"{node} is still registered ({health.detail})",
-                             health.api_version, health.ready, health.not_ready,
-                             health.missing, health.registered)
+        return replace(health, healthy=False,
+                       detail=f"{node} is still registered ({health.detail})")
     return health
 
 
@@ -233,9 +232,8 @@ def upgrade(run: Run, kube_version: str, *, serial: int = 1,
 def _at_version(run: Run, tag: str) -> ClusterHealth:
     health = cluster_health(run.nornir, run.cluster)
     if health.healthy and health.api_version.split("+")[0] != tag:
-        return ClusterHealth(False, f"the API reports {health.api_version}, not {tag}",
-                             health.api_version, health.ready, health.not_ready,
-                             health.missing, health.registered)
+        return replace(health, healthy=False,
+                       detail=f"the API reports {health.api_version}, not {tag}")
     return health
 
 
