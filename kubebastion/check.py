@@ -41,8 +41,12 @@ def check_command(sudo_with_password: bool) -> str:
         'printf "python3=%s\\n" "$(python3 --version 2>&1)"; else echo "python3="; fi',
         'if [ -r /etc/os-release ]; then . /etc/os-release; fi',
         'printf "os=%s\\n" "${PRETTY_NAME:-}"',
-        f'sudo_err=$({sudo} 2>&1 >/dev/null); printf "sudo=%s\\n" "$?"',
-        'printf "sudo_err=%s\\n" "$(printf %s "$sudo_err" | tr "\\n" " ")"',
+        f'sudo_err=$({sudo} 2>&1 >/dev/null); sudo_rc=$?; printf "sudo=%s\\n" "$sudo_rc"',
+        # Only a failure needs its message, folded onto one line: three processes fewer
+        # per host on the usual path (at N = 60, ~0.09 CPU-s less per check; issue 16).
+        'if [ "$sudo_rc" != 0 ]; then',
+        '  printf "sudo_err=%s\\n" "$(printf %s "$sudo_err" | tr "\\n" " ")"',
+        'fi',
     ])
 
 
