@@ -634,9 +634,10 @@ def venv_installers_phase(reps: int, results: dict[str, Any]) -> None:
 
 def forks_phase(reps: int, workers: int, results: dict[str, Any]) -> None:
     """Issue 16 item 2: on 1+``workers`` with the stand-in's remote latency, the playbook
-    with the chosen forks and with forks = 5, taking turns (the first run, chosen, also
-    puts kubespray and its venv on the fresh bastion; its playbook is a first install);
-    the bastion's memory peak sampled during the chosen ones. See bench/venv_forks.py."""
+    with the chosen forks and with forks = 5, taking turns, after one warm-up run (not
+    counted) that puts kubespray and its venv on the fresh bastion and plays the first
+    install, so every counted run is the same rerun; the bastion's memory peak sampled
+    during the chosen ones. See bench/venv_forks.py."""
     folder = WORK / "forks"
     shutil.rmtree(folder, ignore_errors=True)
     env = {**os.environ, "KUBEBASTION_SUDO_PASSWORD": "kbb-" + secrets.token_hex(6)}
@@ -650,6 +651,12 @@ def forks_phase(reps: int, workers: int, results: dict[str, Any]) -> None:
     results["forks"] = entry
     bastion_ns = state.bastion.namespace
     peak = {"pss_kb": 0, "rss_kb": 0, "processes": 0}
+    warmup = venv_forks.kubespray_once(INVOKE, configs["chosen"], env, REPO,
+                                       folder / "warmup.log")
+    entry["warmup"] = warmup
+    print(f"  kubespray warm-up (not counted): playbook {warmup.get('playbook') or 0:.1f} s, "
+          f"wall {warmup['wall']:.1f} s rc={warmup['rc']} {warmup.get('error', '')}",
+          flush=True)
     for rep in range(reps):
         for kind in (("chosen", "five") if rep % 2 == 0 else ("five", "chosen")):
             log = folder / f"{kind}-{rep}.log"

@@ -43,14 +43,21 @@ def deploy_once(invoke: Path, config: Path, env: dict[str, str], cwd: Path, log:
         sample["error"] = (proc.stderr.strip().splitlines() or ["no JSON report"])[-1]
         return sample
     steps = {s["name"]: s["seconds"] for s in report["steps"]}
-    playbook = next((s["extra"]["playbook"]["seconds"] for s in report["steps"]
-                     if "playbook" in (s.get("extra") or {})), 0.0)
-    sample.update(report_seconds=report["seconds"], playbook=playbook,
-                  overhead=wall - playbook, steps=steps, ok=report["ok"],
-                  changed=report["changed"])
+    playbook = _playbook_seconds(report, "playbook")
+    preflight = _playbook_seconds(report, "preflight")
+    sample.update(report_seconds=report["seconds"], playbook=playbook, preflight=preflight,
+                  overhead=wall - playbook, own_overhead=wall - playbook - preflight,
+                  steps=steps, ok=report["ok"], changed=report["changed"])
     if not report["ok"]:
         sample["error"] = f"step {report['failed_step']} failed (log {log})"
     return sample
+
+
+def _playbook_seconds(report: dict[str, Any], which: str) -> float:
+    """The seconds of kubespray's ``which`` ("playbook": cluster.yml; "preflight": its
+    ``--tags facts,asserts`` run) in a deploy's JSON report; 0 when it did not run."""
+    return next((float((s["extra"][which] or {}).get("seconds") or 0.0)
+                 for s in report["steps"] if (s.get("extra") or {}).get(which)), 0.0)
 
 
 def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:

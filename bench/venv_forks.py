@@ -5,14 +5,19 @@ Item 1: ``invoke deploy --json`` on a fresh lab of 1 control plane + 3 workers, 
 stand-in pinning kubespray v2.31.0's real requirements (ansible 11.13.0 and friends),
 the wheelhouse cached on the operator's side; the uv and pip paths take turns, repetition
 by repetition (``uv: false`` in the inventory makes the pip path). Overhead = wall minus
-the playbook's own time (as ``deploy_overhead``). Goal: uv's overhead <= 0.35x pip's.
+the playbook's own time (as ``deploy_overhead``). Goal: uv's overhead <= 0.35x pip's. A
+deploy runs two kubespray playbooks: its preflight (cluster.yml ``--tags facts,asserts``,
+kubespray's own checks, the same on both paths) and cluster.yml. Both ratios are given:
+with the preflight counted as overhead, and kubebastion's own overhead (wall minus both
+playbooks).
 
 Item 2: on a lab of 1 + 30 (``--forks-workers``) with the stand-in's
 ``lab_task_latency=0.5`` (every task waits 0.5 s on its node first, in the install plays: a
 model of real kubespray's remote waits), ``invoke kubespray --force --skip-preflight``
-with the forks kubebastion chooses and with ``forks: 5``, taking turns; the first run
-(chosen) also puts kubespray and its venv on the fresh bastion, and its playbook is a
-first install. Goal: the playbook in <= 0.4x the time of forks = 5.
+with the forks kubebastion chooses and with ``forks: 5``, taking turns, after a warm-up
+run (not counted) that puts kubespray and its venv on the fresh bastion and plays the
+first install, so every counted run is the same rerun. Goal: the playbook in <= 0.4x the
+time of forks = 5.
 The bastion's memory is sampled while the chosen-forks runs play: every process in the
 bastion's namespace whose command line names ansible (ansible-playbook, its forks, their
 ssh clients and masters, whose ControlPath is ~/.ansible/cp), summed, peak reported
@@ -127,11 +132,20 @@ def goals(results: dict[str, Any]) -> list[str]:
     venv = results.get("venv_installers")
     if venv:
         uv, pip = _median(venv["uv"], "overhead"), _median(venv["pip"], "overhead")
+        own_uv, own_pip = _median(venv["uv"], "own_overhead"), _median(venv["pip"],
+                                                                       "own_overhead")
         if uv is not None and pip:
             ratio = uv / pip
-            out.append(f"| 1: fresh-bastion deploy overhead, 1+3, real v2.31.0 requirements: "
+            out.append(f"| 1: fresh-bastion deploy overhead, 1+3, real v2.31.0 requirements "
+                       f"(wall minus cluster.yml; kubespray's preflight counted as overhead): "
                        f"uv <= {VENV_GOAL}x pip | {uv:.1f} s vs {pip:.1f} s = {ratio:.2f}x | "
                        f"{_met(ratio <= VENV_GOAL)} |")
+            if own_uv is not None and own_pip:
+                own = own_uv / own_pip
+                out.append(f"| 1: the same, kubebastion's own overhead (wall minus both of "
+                           f"kubespray's playbooks: its preflight and cluster.yml): uv <= "
+                           f"{VENV_GOAL}x pip | {own_uv:.1f} s vs {own_pip:.1f} s = "
+                           f"{own:.2f}x | {_met(own <= VENV_GOAL)} |")
         else:
             out.append(f"| 1: deploy overhead uv <= {VENV_GOAL}x pip | a path failed: see "
                        "below | **not met** |")
@@ -156,6 +170,14 @@ def goals(results: dict[str, Any]) -> list[str]:
     return out
 
 
+def _warmup_text(warmup: dict[str, Any] | None) -> str:
+    if not warmup:
+        return ""
+    if not warmup.get("ok"):
+        return f"; it failed: {warmup.get('error', '')}"
+    return f", in {warmup['playbook']:.1f} s"
+
+
 def render(results: dict[str, Any]) -> list[str]:
     """The markdown section of bench/results.md."""
     if not results.get("venv_installers") and not results.get("forks"):
@@ -170,22 +192,27 @@ def render(results: dict[str, Any]) -> list[str]:
     if venv:
         out += ["Item 1, `invoke deploy --json` on a fresh lab of 1+3 per repetition (wall, "
                 "playbook and overhead in seconds; the venv row as the report gives it):", "",
-                "| path | run | wall | playbook | overhead | venv row |",
-                "|---|---|---|---|---|---|"]
+                "| path | run | wall | preflight | playbook | overhead | own overhead | "
+                "venv row |",
+                "|---|---|---|---|---|---|---|---|"]
         for name, _ in INSTALLERS:
             for i, s in enumerate(venv[name]):
                 if not s.get("ok"):
-                    out.append(f"| {name} | {i + 1} | FAILED: {s.get('error', '')[:200]} | | | |")
+                    out.append(f"| {name} | {i + 1} | FAILED: {s.get('error', '')[:200]} "
+                               "| | | | | |")
                     continue
-                out.append(f"| {name} | {i + 1} | {s['wall']:.1f} | {s['playbook']:.1f} | "
-                           f"{s['overhead']:.1f} | {s.get('venv_detail', '')[:240]} |")
+                out.append(f"| {name} | {i + 1} | {s['wall']:.1f} | "
+                           f"{s.get('preflight', 0.0):.1f} | {s['playbook']:.1f} | "
+                           f"{s['overhead']:.1f} | {s.get('own_overhead', s['overhead']):.1f} | "
+                           f"{s.get('venv_detail', '')[:240]} |")
         out.append("")
     forks = results.get("forks")
     if forks:
         out += [f"Item 2, `invoke kubespray --force --skip-preflight` on "
                 f"1+{forks.get('workers', 30)} with `lab_task_latency={forks['latency']:g}` "
-                "(seconds; the first run, chosen forks, also put kubespray and its venv on the "
-                "fresh bastion, and its playbook was a first install):", "",
+                "(seconds; every run counted is a rerun: a warm-up run before them, not "
+                "counted, put kubespray and its venv on the fresh bastion and played the first "
+                "install" + _warmup_text(forks.get("warmup")) + "):", "",
                 "| forks | run | playbook | wall | forks and why (the report) |",
                 "|---|---|---|---|---|"]
         for kind in ("chosen", "five"):
