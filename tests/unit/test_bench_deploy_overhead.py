@@ -59,3 +59,17 @@ def test_a_shape_where_every_deploy_failed_is_reported_as_failed() -> None:
 
 def test_without_measurements_the_section_is_a_todo() -> None:
     assert any(line.startswith("TODO") for line in load().render({}))
+
+
+def test_both_playbooks_are_read_from_a_deploy_report() -> None:
+    # The shape of `invoke deploy --json` (captured from a lab deploy, trimmed).
+    kubespray: dict[str, Any] = {
+        "playbook": {"seconds": 18.6, "rc": 0}, "preflight": {"seconds": 10.7, "rc": 0},
+        "health": {}, "reasons": []}
+    report = {"steps": [{"name": "nat", "seconds": 0.25, "extra": None},
+                        {"name": "kubespray", "seconds": 33.8, "extra": kubespray}]}
+    module = load()
+    assert module._playbook_seconds(report, "playbook") == 18.6
+    assert module._playbook_seconds(report, "preflight") == 10.7
+    kubespray["preflight"] = None  # skipped (--skip-preflight)
+    assert module._playbook_seconds(report, "preflight") == 0.0

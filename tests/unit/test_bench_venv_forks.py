@@ -60,6 +60,19 @@ def test_goals_give_the_ratio_and_say_met_or_not() -> None:
     assert "= 0.75x | **not met**" in missed[0] and "= 0.56x | **not met**" in missed[1]
 
 
+def test_both_item_1_ratios_when_the_preflight_was_timed() -> None:
+    vf = load("venv_forks")
+    data = results(uv=17, pip=30, chosen=30, five=90)
+    for name, own in (("uv", 6.0), ("pip", 19.0)):
+        data["venv_installers"][name][0].update(preflight=11.0, own_overhead=own)
+    rows = vf.goals(data)
+    assert "preflight counted as overhead" in rows[0] and "= 0.57x | **not met**" in rows[0]
+    assert "own overhead" in rows[1] and "6.0 s vs 19.0 s = 0.32x | **met**" in rows[1]
+    assert "forks (11)" in rows[2]
+    table = "\n".join(vf.render(data))
+    assert "| uv | 1 | 27.0 | 11.0 | 10.0 | 17.0 | 6.0 |" in table
+
+
 def test_a_partial_run_is_spliced_into_the_last_report_once() -> None:
     report = load("report")
     kept = ("# Benchmark results\n\n- Date: earlier\n- Whole bench run: 19.8 min\n\n"
