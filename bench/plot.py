@@ -33,7 +33,8 @@ TITLES = {"A": "A: check preflight", "B": "B: sudo read of a 5 KB file",
 
 def main(results_path: Path, out: Path) -> None:
     results: dict[str, Any] = json.loads(results_path.read_text())
-    if results.get("venv_installers") or results.get("forks"):
+    if (results.get("venv_installers") or results.get("venv_installers_tmpfs")
+            or results.get("forks")):
         venv_forks(results, out.with_name("venv_forks.png"))
     if results.get("series"):
         wall_vs_n(results, out)
@@ -46,11 +47,16 @@ def _medians(samples: list[dict[str, Any]], key: str) -> list[float]:
 def venv_forks(results: dict[str, Any], out: Path) -> None:
     """Issue 16 items 1-2: each side's runs and median, side by side."""
     panels = []
-    if results.get("venv_installers"):
-        v = results["venv_installers"]
-        panels.append(("1: fresh deploy overhead, 1+3, real requirements",
-                       [("uv", _medians(v["uv"], "overhead")),
-                        ("pip", _medians(v["pip"], "overhead"))], "overhead s"))
+    for key, where in (("venv_installers", "disk"), ("venv_installers_tmpfs", "tmpfs")):
+        v = results.get(key)
+        if not v:
+            continue
+        panels.append((f"1: fresh deploy, 1+3, real requirements, lab on {where}",
+                       [(f"uv {label}", _medians(v["uv"], measure))
+                        for measure, label in (("overhead", "all"), ("own_overhead", "own"))]
+                       + [(f"pip {label}", _medians(v["pip"], measure))
+                          for measure, label in (("overhead", "all"), ("own_overhead", "own"))],
+                       "overhead s"))
     if results.get("forks"):
         f = results["forks"]
         chosen = next((s["forks"]["value"] for s in f["chosen"] if s.get("forks")), "?")
@@ -61,8 +67,8 @@ def venv_forks(results: dict[str, Any], out: Path) -> None:
     for ax, (title, sides, unit) in zip(axes[0], panels, strict=True):
         for i, (_label, values) in enumerate(sides):
             if values:
-                ax.bar(i, statistics.median(values), color=("tab:blue", "tab:gray")[i],
-                       alpha=0.6)
+                ax.bar(i, statistics.median(values),
+                       color="tab:blue" if i < len(sides) / 2 else "tab:gray", alpha=0.6)
                 ax.plot([i] * len(values), values, "k.")
         ax.set_xticks(range(len(sides)), [label for label, _ in sides])
         ax.set_title(title, fontsize=10)

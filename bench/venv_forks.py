@@ -38,6 +38,10 @@ LATENCY = 0.5
 VENV_GOAL = 0.35
 FORKS_GOAL = 0.4
 INSTALLERS = (("uv", True), ("pip", False))
+#: Where item 1's samples are kept: labs on the machine's disk, or on a tmpfs
+#: (``bench/run --venv-tmpfs``); each gets its goal rows and table.
+VENV_KEYS = {False: "venv_installers", True: "venv_installers_tmpfs"}
+_WHERE = {False: "lab on the disk", True: "lab on a tmpfs"}
 
 
 def venv_row_detail(report: dict[str, Any]) -> str:
@@ -129,17 +133,21 @@ def _met(ok: bool) -> str:
 def goals(results: dict[str, Any]) -> list[str]:
     """The goal rows of items 1 and 2 (also printed at the end of ``bench/run``)."""
     out = []
-    venv = results.get("venv_installers")
-    if venv:
+    for tmpfs, key in VENV_KEYS.items():
+        venv = results.get(key)
+        if not venv:
+            continue
+        where = f", {_WHERE[tmpfs]}"
         measures = (
-            ("overhead", "fresh-bastion deploy overhead, 1+3, real v2.31.0 requirements (wall "
-                         "minus cluster.yml; kubespray's preflight counted as overhead)"),
-            ("own_overhead", "the same, kubebastion's own overhead (wall minus both of "
-                             "kubespray's playbooks: its preflight and cluster.yml)"))
-        for key, label in measures:
-            uv, pip = _median(venv["uv"], key), _median(venv["pip"], key)
+            ("overhead", f"fresh-bastion deploy overhead, 1+3, real v2.31.0 requirements"
+                         f"{where} (wall minus cluster.yml; kubespray's preflight counted "
+                         "as overhead)"),
+            ("own_overhead", f"the same{where}, kubebastion's own overhead (wall minus both "
+                             "of kubespray's playbooks: its preflight and cluster.yml)"))
+        for measure, label in measures:
+            uv, pip = _median(venv["uv"], measure), _median(venv["pip"], measure)
             if uv is None or not pip:  # own_overhead: absent from results before session 5
-                if key == "overhead":
+                if measure == "overhead":
                     out.append(f"| 1: {label}: uv <= {VENV_GOAL}x pip | a path failed: see "
                                "below | **not met** |")
                 break
@@ -176,18 +184,25 @@ def _warmup_text(warmup: dict[str, Any] | None) -> str:
 
 def render(results: dict[str, Any]) -> list[str]:
     """The markdown section of bench/results.md."""
-    if not results.get("venv_installers") and not results.get("forks"):
+    if not any(results.get(key) for key in VENV_KEYS.values()) and not results.get("forks"):
         return []
+    runs = [f"{item}: {run['date']} at commit {run['commit']}"
+            + (f" ({run['note']})" if run.get("note") else "")
+            for item, run in sorted((results.get("venv_forks_runs") or {}).items())]
     out = ["## Goals of issue 16, items 1 and 2 (the venv with the real requirements; "
            "ansible's forks)", "",
            "Side by side in one run, the two sides taking turns; ratios of medians. Method "
-           "in `bench/README.md` and `bench/venv_forks.py`.", "",
+           "in `bench/README.md` and `bench/venv_forks.py`."
+           + (" Measured: " + "; ".join(runs) + "." if runs else ""), "",
            "| goal | measured | |", "|---|---|---|", *goals(results), "",
            "![issue 16 items 1-2](venv_forks.png)", ""]
-    venv = results.get("venv_installers")
-    if venv:
-        out += ["Item 1, `invoke deploy --json` on a fresh lab of 1+3 per repetition (wall, "
-                "playbook and overhead in seconds; the venv row as the report gives it):", "",
+    for tmpfs, key in VENV_KEYS.items():
+        venv = results.get(key)
+        if not venv:
+            continue
+        out += [f"Item 1 ({_WHERE[tmpfs]}), `invoke deploy --json` on a fresh lab of 1+3 per "
+                "repetition (wall, playbooks and overheads in seconds; the venv row as the "
+                "report gives it):", "",
                 "| path | run | wall | preflight | playbook | overhead | own overhead | "
                 "venv row |",
                 "|---|---|---|---|---|---|---|---|"]

@@ -73,6 +73,18 @@ def test_both_item_1_ratios_when_the_preflight_was_timed() -> None:
     assert "| uv | 1 | 27.0 | 11.0 | 10.0 | 17.0 | 6.0 |" in table
 
 
+def test_a_tmpfs_run_of_item_1_is_reported_beside_the_disk_one() -> None:
+    vf = load("venv_forks")
+    data = results(uv=30, pip=40, chosen=30, five=90)
+    data["venv_installers_tmpfs"] = results(uv=5, pip=20, chosen=1, five=1)["venv_installers"]
+    data["venv_forks_runs"] = {"item 1 (tmpfs)": {"date": "D", "commit": "C", "note": ""}}
+    rows = vf.goals(data)
+    assert "lab on the disk" in rows[0] and "= 0.75x | **not met**" in rows[0]
+    assert "lab on a tmpfs" in rows[1] and "5.0 s vs 20.0 s = 0.25x | **met**" in rows[1]
+    text = "\n".join(vf.render(data))
+    assert "Item 1 (lab on a tmpfs)" in text and "item 1 (tmpfs): D at commit C" in text
+
+
 def test_a_partial_run_is_spliced_into_the_last_report_once() -> None:
     report = load("report")
     kept = ("# Benchmark results\n\n- Date: earlier\n- Whole bench run: 19.8 min\n\n"
