@@ -899,8 +899,10 @@ def main() -> int:
     results: dict[str, Any] = {"machine": machine_info(), "lab_up": {}, "series": [],
                                "config": vars(args), "note": args.note}
     partial_run = args.profile_only or args.deploy_only or args.venv_forks_only
-    if partial_run and RESULTS_JSON.exists():  # refresh one phase, keep the rest
-        results = {**json.loads(RESULTS_JSON.read_text()), "machine": results["machine"]}
+    this_run = results["machine"]
+    if partial_run and RESULTS_JSON.exists():  # refresh one phase, keep the rest (and the
+        # header of the run they come from: this run's date goes to venv_forks_runs)
+        results = json.loads(RESULTS_JSON.read_text())
     elif partial_run and RESULTS_MD.exists():  # no raw results: keep the last report's text
         results["kept_report"] = RESULTS_MD.read_text()
     lab_ups: dict[str, list[float]] = results["lab_up"]
@@ -946,8 +948,8 @@ def main() -> int:
         done = [*(["item 1" + (" (tmpfs)" if args.venv_tmpfs else "")]
                   if args.venv_reps > 0 else []), *(["item 2"] if args.forks_reps > 0 else [])]
         for item in done:
-            runs[item] = {"date": results["machine"]["date"],
-                          "commit": results["machine"]["commit"], "note": args.note}
+            runs[item] = {"date": this_run["date"], "commit": this_run["commit"],
+                          "note": args.note}
     if not args.skip_venv_forks and args.venv_reps > 0:  # 0: keep the last results'
         with (lab_phase("issue 16 item 1: venv with uv vs pip, 1+3", args.lock_wait),
               state_on_tmpfs(args.venv_tmpfs)):
