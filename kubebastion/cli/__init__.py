@@ -11,6 +11,10 @@ finds ``nornir_config.yaml`` in the current directory, or takes ``--config PATH`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from invoke.exceptions import Exit, ParseError
 from invoke.parser.argument import Argument
 from invoke.program import Program
 
@@ -20,6 +24,8 @@ from kubebastion.cli.tasks import DEFAULT_CONFIG, collection
 __all__ = ["DEFAULT_CONFIG", "KubebastionProgram", "collection", "main", "program"]
 
 COMMAND = "kubebastion"
+#: The exit code of a usage error (README: 2 for bad inventory or usage; Invoke says 1).
+USAGE_ERROR = 2
 #: Invoke's core flags that still mean something here: menus, help, completion, debug.
 CORE_FLAGS = frozenset({"complete", "debug", "help", "list", "list-depth", "list-format",
                         "print-completion-script", "version", "write-pyc"})
@@ -36,10 +42,32 @@ class KubebastionProgram(Program):
     def core_args(self) -> list[Argument]:
         return [arg for arg in super().core_args() if arg.name in CORE_FLAGS]
 
+    def parse_core(self, argv: list[str] | None) -> None:
+        with _usage_error():
+            super().parse_core(argv)
+
+    def parse_tasks(self) -> None:
+        with _usage_error():
+            super().parse_tasks()
+
+    def parse_cleanup(self) -> None:
+        with _usage_error():
+            super().parse_cleanup()
+
     def update_config(self, merge: bool = True) -> None:
         """Nothing from the dropped flags or a runtime invoke config to load."""
         if merge:
             self.config.merge()
+
+
+@contextmanager
+def _usage_error() -> Iterator[None]:
+    """An unknown flag or task, a missing value: Invoke's parser says what, and exits 1,
+    the code of a failed step here; the same message exits ``USAGE_ERROR``."""
+    try:
+        yield
+    except ParseError as exc:
+        raise Exit(str(exc), code=USAGE_ERROR) from None
 
 
 def program() -> Program:

@@ -87,10 +87,24 @@ def test_invokes_flags_for_shell_commands_are_not_taken(
     echoes local shell commands; a dry run is ``deploy --dry-run``)."""
     monkeypatch.chdir(tmp_path)  # no config here: had the task run, it would say so
     code, _, err = in_process(capsys, flag, "deploy")
-    assert code == 1
+    assert code == 2  # a usage error (README), where invoke itself says 1
     assert err.strip() == f"No idea what '{flag}' is!"
     shown = in_process(capsys, "--help")[1].split()
     assert not [word for word in shown if word.rstrip(",").split("=")[0] == flag]
+
+
+@pytest.mark.parametrize("argv", [["deploy", "--bogus"], ["nosuchtask"], ["deploy", "--steps"],
+                                  ["check", "--limit", "k8s-w0"]])
+def test_usage_errors_exit_2_with_invokes_one_line(
+        argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)  # no config here: had a task run, it would say so
+    code, out, err = in_process(capsys, *argv)
+    assert code == 2, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and ("No idea what" in lines[0]
+                                or "needed value and was not given one" in lines[0]), err
+    assert "Nornir config" not in err and "Traceback" not in err
 
 
 def test_task_help_names_the_console_command(capsys: pytest.CaptureFixture[str]) -> None:
