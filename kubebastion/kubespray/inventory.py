@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from kubebastion.atomic_file import replace_file
 from kubebastion.cluster import Cluster
 from kubebastion.errors import ConfigError, StepError
 from kubebastion.kubespray.apivars import api_vars
@@ -99,12 +100,15 @@ def render_kubespray_inventory(cluster: Cluster) -> dict[str, str]:
 
 
 def write_inventory_locally(files: Mapping[str, str], folder: Path) -> list[Path]:
-    """``--render-to``: write the rendered folder to ``folder``; returns the files written."""
+    """``--render-to``: write the rendered folder to ``folder``; returns the files written.
+    Each file is replaced in one rename (never left half written). No backup or lock file
+    beside it: ansible reads every file of an inventory folder, and would take a
+    ``hosts.yaml.<backup>`` for one more inventory source."""
     written = []
     for relative, text in files.items():
         path = folder / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        replace_file(path, text.encode(), mode=0o644)
         written.append(path)
     return written
 

@@ -182,6 +182,14 @@ def test_render_to_folder_and_remote_location(tmp_path: Path) -> None:
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
         "hosts.yaml", "group_vars/all/kubebastion.yml"]
     assert inventory_dir("/home/u/kubespray", "demo") == "/home/u/kubespray/inventory/demo"
+    # Again over an older render: replaced, readable, and nothing else left in the folder.
+    (tmp_path / "hosts.yaml").write_text("old\n")
+    (tmp_path / "hosts.yaml").chmod(0o600)
+    again = write_inventory_locally(render_kubespray_inventory(cluster_of(1, 1)), tmp_path)
+    assert again == written and (tmp_path / "hosts.yaml").read_text().startswith("#")
+    assert (tmp_path / "hosts.yaml").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")
+                  if p.is_file()) == ["group_vars/all/kubebastion.yml", "hosts.yaml"]
 
 
 def rendered_vars(**data: Any) -> dict[str, Any]:
