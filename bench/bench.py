@@ -606,8 +606,8 @@ def state_on_tmpfs(wanted: bool) -> Iterator[None]:
     """With ``wanted``: the prefix's lab state (every lab host's /home, /tmp, /etc ...) on
     a tmpfs for the phase, unmounted after its lab is taken down. On this machine's disk,
     creating 20,000 small files costs 0.4 s to 15 s of kernel time, worst right after
-    large deletions (each lab.down deletes a venv), which is what a
-    venv build does most: the tmpfs measures the installers without that."""
+    large deletions (each lab.down deletes a venv); a venv build is mostly creating files,
+    so on the tmpfs the installers are measured without that noise."""
     if not wanted:
         yield
         return
