@@ -37,7 +37,9 @@ from kubebastion.kubespray import applied
 from kubebastion.kubespray.deploy import (
     KubesprayReport,
     authorize_nodes,
+    health_after,
     prepare_bastion,
+    record_run,
     settings_for,
 )
 from kubebastion.kubespray.options import PlaybookOptions
@@ -45,11 +47,7 @@ from kubebastion.kubespray.playbook import PlaybookOutcome, ProgressEvent, run_s
 from kubebastion.kubespray.recap import recap_rows
 from kubebastion.kubespray.results import Prepared
 from kubebastion.kubespray.settings import KubespraySettings
-from kubebastion.kubespray.task import (
-    operator_known_hosts_files,
-    record_applied,
-    run_kubespray_playbook,
-)
+from kubebastion.kubespray.task import operator_known_hosts_files, run_kubespray_playbook
 from kubebastion.nat.task import run_nat
 from kubebastion.node_ips import resolve_node_ips
 from kubebastion.report import CHANGED, FAILED, OK, HostOutcome, outcomes
@@ -124,13 +122,6 @@ def _part(row: HostOutcome, part: str) -> HostOutcome:
     return HostOutcome(row.host, row.status, row.detail, {**row.data, "part": part})
 
 
-def _check(report: DayTwoReport, health: ClusterHealth, what: str) -> None:
-    report.health = health
-    report.rows.append(HostOutcome("cluster", OK if health.healthy else FAILED,
-                                   health.detail if health.healthy else f"{what}: "
-                                   f"{health.detail}", {"part": "cluster health"}))
-
-
 def remove_node(run: Run, node: str, *, offline: bool = False,
                 settings: KubespraySettings | None = None, progress: Progress | None = None,
                 ready_timeout: float = 300.0) -> DayTwoReport:
@@ -161,10 +152,10 @@ def remove_node(run: Run, node: str, *, offline: bool = False,
             return report
         recorded, desired = prepared.recorded, prepared.desired
         if recorded is not None and not applied.reasons_to_run(recorded, desired):
-            _record(run, settings, prepared.facts,
-                    state_without(desired, cluster, node))
+            record_run(run, settings, prepared.facts,
+                       state_without(desired, cluster, node))
         remaining = without_nodes(cluster, [node])
-        _check(report, poll_health(lambda: _gone(run, remaining, node), ready_timeout),
+        health_after(report, poll_health(lambda: _gone(run, remaining, node), ready_timeout),
                f"after remove-node.yml, within {ready_timeout:g} s")
     return report
 
@@ -176,15 +167,6 @@ def _gone(run: Run, remaining: Cluster, node: str) -> ClusterHealth:
         return replace(health, healthy=False,
                        detail=f"{node} is still registered ({health.detail})")
     return health
-
-
-def _record(run: Run, settings: KubespraySettings, facts: Any,
-            state: dict[str, str]) -> None:
-    """What the cluster is made from now, so the next deploy has nothing to do; a failure
-    to write it only means the next deploy plays again."""
-    run.nornir.filter(name=run.cluster.bastion.name).run(
-        task=record_applied, name="record the run", settings=settings, cluster=run.cluster,
-        facts=facts, desired=state)
 
 
 def upgrade(run: Run, kube_version: str, *, serial: int = 1,
@@ -207,7 +189,7 @@ def upgrade(run: Run, kube_version: str, *, serial: int = 1,
         plan = plan_upgrade(current, target)
         report.plan = plan.describe()
         if not plan.needed:
-            _check(report, health, "")
+            health_after(report, health, "")
             return report
         prepared = _start(run, settings, report)
         if prepared is None or not play(run, settings, prepared.facts,
@@ -218,13 +200,13 @@ def upgrade(run: Run, kube_version: str, *, serial: int = 1,
             return report
         wanted = run.cluster.kubespray_vars.get("kube_version")
         if wanted is not None and str(wanted).lstrip("v") == str(target):
-            _record(run, settings, prepared.facts, prepared.desired)
+            record_run(run, settings, prepared.facts, prepared.desired)
         else:
             report.notes.append(
                 f"set kube_version: '{target}' in kubespray_vars (defaults.yaml): it says "
                 f"{wanted or 'nothing (kubespray default)'}, and the next deploy runs "
                 "cluster.yml with that version")
-        _check(report, poll_health(lambda: _at_version(run, target.tag), ready_timeout),
+        health_after(report, poll_health(lambda: _at_version(run, target.tag), ready_timeout),
                f"after upgrade-cluster.yml, within {ready_timeout:g} s")
     return report
 

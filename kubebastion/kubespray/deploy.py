@@ -219,17 +219,33 @@ def _add_workers(run: Run, settings: KubespraySettings, report: KubesprayReport,
             return report
     if run.nornir.data.dry_run:
         return report
-    recorded = run.nornir.filter(name=bastion).run(
-        task=record_applied, name="record the run", settings=settings, cluster=cluster,
-        facts=facts, desired=desired)
-    if recorded.failed:
-        report.rows.append(HostOutcome(bastion, OK, "could not record this successful run; "
-                                       "the next run will play again", {"part": PLAYBOOK}))
-    report.health = poll_health(lambda: cluster_health(run.nornir, cluster),
-                                settings.ready_timeout)
-    report.rows.append(HostOutcome("cluster", OK if report.health.healthy else FAILED,
-                                   report.health.detail, {"part": HEALTH}))
+    record_run(run, settings, facts, desired, report.rows)
+    health_after(report, poll_health(lambda: cluster_health(run.nornir, cluster),
+                                     settings.ready_timeout), "")
     return report
+
+
+def record_run(run: Run, settings: KubespraySettings, facts: BastionFacts,
+               desired: dict[str, str], rows: list[HostOutcome] | None = None) -> None:
+    """Record a successful run (``applied``): what the cluster is made from now, so the
+    next run has nothing to do. Failing to write it is not this run's failure, only means
+    the next run plays again; ``rows``: where to say so."""
+    recorded = run.nornir.filter(name=run.cluster.bastion.name).run(
+        task=record_applied, name="record the run", settings=settings, cluster=run.cluster,
+        facts=facts, desired=desired)
+    if recorded.failed and rows is not None:
+        rows.append(HostOutcome(run.cluster.bastion.name, OK, "could not record this "
+                                "successful run; the next run will play again",
+                                {"part": PLAYBOOK}))
+
+
+def health_after(report: KubesprayReport, health: ClusterHealth, waited: str) -> None:
+    """``health`` as the report's outcome: its row fails when the cluster is not healthy,
+    the detail then saying after what it was checked (``waited``, "" for nothing)."""
+    report.health = health
+    detail = health.detail if health.healthy or not waited else f"{waited}: {health.detail}"
+    report.rows.append(HostOutcome("cluster", OK if health.healthy else FAILED, detail,
+                                   {"part": HEALTH}))
 
 
 def prepare_bastion(run: Run, settings: KubespraySettings,
@@ -283,7 +299,7 @@ def _after_playbook(run: Run, settings: KubespraySettings, report: KubesprayRepo
                     record: tuple[BastionFacts, dict[str, str]] | None) -> KubesprayReport:
     """The playbook's row; unless it failed, its record (``record``: the facts and the
     desired state it was started from), then wait for the cluster to be healthy."""
-    cluster, nornir = run.cluster, run.nornir
+    cluster = run.cluster
     bastion = cluster.bastion.name
     result = played[bastion][0]
     if isinstance(result.result, PlaybookOutcome):
@@ -296,20 +312,11 @@ def _after_playbook(run: Run, settings: KubespraySettings, report: KubesprayRepo
             and settings.playbook.plays_everything
             and applied.complete_success(report.playbook, [n.name for n in cluster.nodes])):
         facts, desired = record
-        recorded = nornir.filter(name=bastion).run(
-            task=record_applied, name="record the run", settings=settings, cluster=cluster,
-            facts=facts, desired=desired)
-        if recorded.failed:  # not this run's failure: the next run will just play again
-            report.rows.append(HostOutcome(bastion, OK, "could not record this successful "
-                                           "run; the next run will play again",
-                                           {"part": PLAYBOOK}))
+        record_run(run, settings, facts, desired, report.rows)
 
-    report.health = poll_health(lambda: cluster_health(run.nornir, run.cluster),
-                                settings.ready_timeout)
-    status = OK if report.health.healthy else FAILED
-    detail = report.health.detail if report.health.healthy else (
-        f"after the playbook, within {settings.ready_timeout:g} s: {report.health.detail}")
-    report.rows.append(HostOutcome("cluster", status, detail, {"part": HEALTH}))
+    health_after(report, poll_health(lambda: cluster_health(run.nornir, run.cluster),
+                                     settings.ready_timeout),
+                 f"after the playbook, within {settings.ready_timeout:g} s")
     return report
 
 
