@@ -116,6 +116,11 @@ def as_root(state: lab.LabState, host: str, command: str, timeout: float = 60
     return lab.host_exec(state, host, ["sh", "-c", command], timeout=timeout)
 
 
+def as_user(state: lab.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
+    """``command`` as the lab's login user on ``host`` (its own home, kubeconfig, keys)."""
+    return lab.host_exec(state, host, ["su", "-", state.user, "-c", command], timeout=60)
+
+
 # The kubespray stand-in (lab/kubespray) on the bastion, run by hand with ansible-playbook
 # (tests/lab/test_standin_playbook.py, test_standin_day_two.py).
 WORK = "standin-test"
@@ -232,6 +237,3 @@ def standin_bastion(lab_env: lab.LabState) -> Iterator[Bastion]:
              "-O exit x; "
              f"done; rm -rf {WORK} .ssh/standin_id .ssh/standin_known_hosts",
              timeout=300)  # the real venv: ~580 MB, tens of thousands of files
-def as_user(state: lab.LabState, host: str, command: str) -> subprocess.CompletedProcess[str]:
-    """``command`` as the lab's login user on ``host`` (its own home, kubeconfig, keys)."""
-    return lab.host_exec(state, host, ["su", "-", state.user, "-c", command], timeout=60)
