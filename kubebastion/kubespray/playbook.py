@@ -26,6 +26,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from kubebastion.kubespray.forks import Forks
+from kubebastion.kubespray.options import CLUSTER_PLAYBOOK
 from kubebastion.ssh.remote import quote
 
 #: ``timeout`` exits 124 when it stopped the command, 137 when it had to SIGKILL it.
@@ -326,7 +327,7 @@ def private_dir_command(path: str) -> str:
 
 
 def playbook_argv(venv_dir: str, cluster_name: str, extra: Sequence[str] = (),
-                  playbook: str = "cluster.yml") -> list[str]:
+                  playbook: str = CLUSTER_PLAYBOOK) -> list[str]:
     """``extra``: the user's --tags/--skip-tags/--limit/-e (``PlaybookOptions.argv``);
     ``playbook``: relative to the checkout (day two runs others than cluster.yml)."""
     return [str(PurePosixPath(venv_dir) / "bin/ansible-playbook"),
@@ -335,7 +336,7 @@ def playbook_argv(venv_dir: str, cluster_name: str, extra: Sequence[str] = (),
 
 def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, str],
                     timeout: float, extra: Sequence[str] = (),
-                    playbook: str = "cluster.yml") -> str:
+                    playbook: str = CLUSTER_PLAYBOOK) -> str:
     """The playbook in the background, followed live. Its process keeps running when our
     connection dies (so does this script, waiting for it to write its exit status): the
     next run re-attaches to it (``attach``)."""
@@ -373,7 +374,7 @@ def playbook_script(paths: PlaybookPaths, cluster_name: str, env: Mapping[str, s
 
 
 def display_command(cluster_name: str, venv_dir: str, checkout_dir: str,
-                    extra: Sequence[str] = (), playbook: str = "cluster.yml") -> str:
+                    extra: Sequence[str] = (), playbook: str = CLUSTER_PLAYBOOK) -> str:
     """The command as the operator would type it (for --dry-run and the report)."""
     argv = " ".join(quote(a) for a in playbook_argv(venv_dir, cluster_name, extra, playbook))
     return f"cd {quote(checkout_dir)} && {argv}"
