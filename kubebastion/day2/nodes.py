@@ -49,10 +49,7 @@ class Groups:
 
     @property
     def hosts(self) -> tuple[str, ...]:
-        seen: dict[str, None] = {}
-        for name in self.kube_control_plane + self.etcd + self.kube_node:
-            seen.setdefault(name)
-        return tuple(seen)
+        return tuple(dict.fromkeys(self.kube_control_plane + self.etcd + self.kube_node))
 
     def as_text(self) -> str:
         return json.dumps({"kube_control_plane": list(self.kube_control_plane),
@@ -202,9 +199,7 @@ def pending_additions(recorded: Mapping[str, str] | None, desired: Mapping[str, 
     additions = plan_additions(before, Groups.of(cluster))
     if additions is None:
         return None
-    previous = without_nodes(cluster, additions.nodes)
-    state = applied.with_inventory(desired, render_kubespray_inventory(previous),
-                                   Groups.of(previous).as_text())
+    state = _state_of(desired, without_nodes(cluster, additions.nodes))
     return None if applied.reasons_to_run(recorded, state) else additions
 
 
@@ -212,6 +207,10 @@ def state_without(desired: Mapping[str, str], cluster: Cluster, node: str) -> di
     """The state to record once ``node`` is removed: what the inventory renders to when the
     user has taken it out, as the output tells them to (then the next deploy has nothing
     to do)."""
-    remaining = without_nodes(cluster, [node])
-    return applied.with_inventory(desired, render_kubespray_inventory(remaining),
-                                  Groups.of(remaining).as_text())
+    return _state_of(desired, without_nodes(cluster, [node]))
+
+
+def _state_of(desired: Mapping[str, str], cluster: Cluster) -> dict[str, str]:
+    """``desired`` for ``cluster``'s inventory (its rendered files and its groups)."""
+    return applied.with_inventory(desired, render_kubespray_inventory(cluster),
+                                  Groups.of(cluster).as_text())
